@@ -1,0 +1,33 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""The frame record every dataset (synthetic world, real benchmark formats, bags) yields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+class DatasetError(RuntimeError):
+    """A dataset file is missing, corrupt or in the wrong layout (the message names the file)."""
+
+
+@dataclass
+class Frame:
+    """One evaluation frame.
+
+    Attributes:
+        image: HxWx3 uint8 RGB.
+        ood_gt: HxW uint8 anomaly ground truth, 0 inlier / 1 anomaly / 255 ignore, or None.
+        semantic: HxW uint8 Cityscapes trainIds (255 void), or None when the format has none.
+        name: frame identifier, the image file stem for file datasets (used to match `--scores`).
+        sequence: sequence / scene identifier (frames of one sequence are ordered by ``index``).
+        index: frame number inside its sequence.
+    """
+
+    image: np.ndarray
+    ood_gt: np.ndarray | None
+    semantic: np.ndarray | None
+    name: str
+    sequence: str = ""
+    index: int = 0

@@ -1,0 +1,89 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""The head contract: (image, segmenter output) -> per-pixel anomaly score, higher = more anomalous.
+
+A head scores at the logits' native resolution (cheap) and the pipeline upsamples only what it publishes.
+Training-free heads need nothing else; trained heads override :meth:`Head.build` to load their checkpoint
+(the shipped one by default) and check that it was trained on this exact segmenter.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ood_seg_node.checkpoints import Checkpoint, CheckpointError, load_checkpoint, shipped_weights_dir
+from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
+
+
+class HeadError(RuntimeError):
+    """A head cannot be built for this segmenter (missing taps, bad checkpoint)."""
+
+
+class Head(nn.Module):
+    """Base class for OOD heads.
+
+    Attributes:
+        name: registry name.
+        required_taps: feature taps the head reads; building it on a segmenter without them fails.
+        default_threshold: mask threshold used when the node's ``threshold`` parameter is left unset
+            (NaN); calibrated heads store theirs in the checkpoint.
+    """
+
+    name: ClassVar[str] = ""
+    required_taps: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.default_threshold = math.nan
+
+    @classmethod
+    def build(cls, segmenter: Segmenter, checkpoint: str = "") -> Head:
+        """Create the head for ``segmenter``; training-free heads refuse a checkpoint."""
+        if checkpoint:
+            raise HeadError(f"head {cls.name!r} is training-free and takes no head_checkpoint")
+        return cls()
+
+    def score(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:
+        """(B, 3, H, W) image in [0, 1] and segmenter output -> (B, h, w) float score."""
+        raise NotImplementedError
+
+    def segmenter_override(self) -> Segmenter | None:
+        """A head that carries its own fine-tuned segmenter (NFlowJS) returns it here."""
+        return None
+
+
+def check_taps(head_name: str, segmenter: Segmenter, taps: tuple[str, ...]) -> None:
+    missing = [tap for tap in taps if tap not in segmenter.tap_channels]
+    if missing:
+        raise HeadError(
+            f"head {head_name!r} needs feature taps {', '.join(missing)} that segmenter "
+            f"{segmenter.spec} does not expose (use builtin or torchvision:<arch>)"
+        )
+
+
+def default_head_checkpoint(head_name: str, segmenter: Segmenter) -> Path:
+    """Shipped weights path for a head trained on ``segmenter`` (e.g. ``weights/obsnet_builtin.pt``)."""
+    return shipped_weights_dir() / f"{head_name}_{re.sub(r'[^A-Za-z0-9]+', '_', segmenter.spec)}.pt"
+
+
+def load_head_checkpoint(head_name: str, segmenter: Segmenter, checkpoint: str = "") -> Checkpoint:
+    """Load a head checkpoint (the shipped default when empty) and refuse it for another segmenter."""
+    path = Path(checkpoint) if checkpoint else default_head_checkpoint(head_name, segmenter)
+    if not checkpoint and not path.is_file():
+        raise CheckpointError(
+            f"no shipped {head_name} weights for segmenter {segmenter.spec}; train them with "
+            f"'ood_seg train-head --head {head_name} --segmenter {segmenter.spec}' and pass head_checkpoint"
+        )
+    loaded = load_checkpoint(path, kind="head", name=head_name)
+    trained_on = loaded.meta.get("segmenter")
+    if trained_on != segmenter.identity:
+        raise CheckpointError(
+            f"{path} was trained on segmenter {trained_on}, but the running segmenter is {segmenter.identity}; "
+            f"retrain with 'ood_seg train-head --head {head_name}' for this segmenter"
+        )
+    return loaded

@@ -1,0 +1,219 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""One frame in, one :class:`FrameResult` out: the inference path shared by the node, evaluation and demo.
+
+Scores and the argmax are computed at the logits' native resolution and only the published maps are
+upsampled (scoring 19-class logits upsampled to 1024x2048 costs 100-500 ms on CPU, at native resolution
+1-6 ms). On CPU the segmenter runs channels-last and, once per input size, traced and frozen; the traced
+module is checked against eager execution and dropped if it disagrees, so outputs stay equal.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ood_seg_node.heads import Head, build_head
+from ood_seg_node.obstacles import Obstacle, find_obstacles
+from ood_seg_node.segmenters import Segmenter, SegmenterOutput, build_segmenter, name_outputs
+
+
+class PipelineError(RuntimeError):
+    """A frame cannot be processed (bad image, non-finite scores); the caller skips that frame."""
+
+
+@dataclass
+class FrameResult:
+    """Everything published for one frame, at the input image's size.
+
+    Attributes:
+        labels: HxW uint8 Cityscapes trainIds.
+        score: HxW float32 anomaly score of the primary head (finite, higher = more anomalous).
+        mask: HxW bool, ``score >= threshold``.
+        obstacles: connected components of ``mask`` with at least ``min_obstacle_area`` pixels.
+        threshold: the threshold that made ``mask``.
+        scores: every head's HxW score by head name (the primary one included).
+        timings_ms: ``preprocess``, ``segmenter``, ``head``, ``postprocess``, ``total``.
+    """
+
+    labels: np.ndarray
+    score: np.ndarray
+    mask: np.ndarray
+    obstacles: list[Obstacle]
+    threshold: float
+    scores: dict[str, np.ndarray] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(device: str) -> torch.device:
+    """``auto`` -> CUDA when available, else CPU; an unavailable CUDA device is an error."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device != "cpu" and not (device == "cuda" or device.startswith("cuda:")):
+        raise ValueError(f"invalid device {device!r}; valid: auto, cpu, cuda, cuda:N")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} requested but CUDA is not available (use auto or cpu)")
+    return torch.device(device)
+
+
+class Pipeline:
+    """Segmenter + one or more heads sharing one forward pass per frame.
+
+    Args:
+        segmenter: a built segmenter (see :func:`ood_seg_node.segmenters.build_segmenter`).
+        heads: the primary head first; every head is scored on the same forward.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        threshold: mask threshold; NaN = the primary head's calibrated default.
+        min_obstacle_area: smallest component (pixels, at output size) reported as an obstacle.
+        inference_size: (H, W) the segmenter sees; None = the segmenter's default (native if it has none).
+        optimize: channels-last + trace/freeze on CPU (outputs checked equal to eager).
+    """
+
+    def __init__(
+        self,
+        segmenter: Segmenter,
+        heads: Head | Sequence[Head],
+        *,
+        device: str = "auto",
+        threshold: float = math.nan,
+        min_obstacle_area: int = 50,
+        inference_size: tuple[int, int] | None = None,
+        optimize: bool = True,
+    ) -> None:
+        self.heads: list[Head] = [heads] if isinstance(heads, Head) else list(heads)
+        if not self.heads:
+            raise ValueError("a pipeline needs at least one head")
+        overrides = {id(o): o for o in (h.segmenter_override() for h in self.heads) if o is not None}
+        if len(overrides) > 1 or (overrides and len(self.heads) > 1):
+            raise ValueError("a head that carries its own segmenter must run in a pipeline of its own")
+        self.segmenter: Segmenter = next(iter(overrides.values()), segmenter)
+        self.device = resolve_device(device)
+        self.segmenter.to(self.device).eval()
+        for head in self.heads:
+            head.to(self.device).eval()
+        self.threshold = float(threshold)
+        self.min_obstacle_area = int(min_obstacle_area)
+        self.inference_size = inference_size or self.segmenter.default_input_size
+        self.optimize = optimize and self.device.type == "cpu"
+        self._memory_format = torch.channels_last if self.optimize else torch.contiguous_format
+        if self.optimize:
+            self.segmenter.to(memory_format=torch.channels_last)
+        self._traced: dict[tuple[int, int], torch.jit.ScriptModule | None] = {}
+
+    @classmethod
+    def from_names(
+        cls,
+        *,
+        segmenter: str = "builtin",
+        head: str | Sequence[str] = "msp",
+        segmenter_checkpoint: str = "",
+        head_checkpoint: str = "",
+        **options,
+    ) -> Pipeline:
+        """Build from registry names, as the node's parameters and the CLI name them."""
+        seg = build_segmenter(segmenter, segmenter_checkpoint)
+        names = [head] if isinstance(head, str) else list(head)
+        heads = [build_head(name, seg, head_checkpoint if i == 0 else "") for i, name in enumerate(names)]
+        return cls(seg, heads, **options)
+
+    @property
+    def head(self) -> Head:
+        return self.heads[0]
+
+    @property
+    def effective_threshold(self) -> float:
+        return self.threshold if not math.isnan(self.threshold) else self.head.default_threshold
+
+    def _forward(self, batch: torch.Tensor) -> SegmenterOutput:
+        if not self.optimize:
+            return self.segmenter.run(batch)
+        key = tuple(batch.shape[-2:])
+        if key not in self._traced:
+            self._traced[key] = self._trace(batch)
+        traced = self._traced[key]
+        if traced is None:
+            return self.segmenter.run(batch)
+        return name_outputs(traced(batch), tuple(self.segmenter.tap_channels))
+
+    def _trace(self, batch: torch.Tensor) -> torch.jit.ScriptModule | None:
+        """Trace + freeze for this input size; keep it only if it reproduces eager outputs."""
+        try:
+            with warnings.catch_warnings():  # TorchScript is deprecated upstream but still the fastest CPU path
+                warnings.simplefilter("ignore", FutureWarning)
+                traced = torch.jit.freeze(torch.jit.trace(self.segmenter, batch, check_trace=False))
+            eager, fast = self.segmenter(batch), traced(batch)
+            eager = eager if isinstance(eager, tuple) else (eager,)
+            fast = fast if isinstance(fast, tuple) else (fast,)
+            if all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(eager, fast)):
+                return traced
+        except (RuntimeError, torch.jit.Error):
+            pass
+        return None
+
+    def to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
+        """HxWx3 uint8 RGB -> (1, 3, h, w) float in [0, 1] at the inference size, on the device."""
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise PipelineError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} array of shape {rgb.shape}")
+        if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+            raise PipelineError("empty image (zero width or height)")
+        if self.inference_size and tuple(rgb.shape[:2]) != tuple(self.inference_size):
+            height, width = self.inference_size
+            rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
+        tensor = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+        return tensor.contiguous(memory_format=self._memory_format)
+
+    @torch.inference_mode()
+    def infer(self, rgb: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+        """Native-resolution outputs: (labels (h, w), {head: score (h, w)}, timings in ms)."""
+        started = time.perf_counter()
+        batch = self.to_tensor(rgb)
+        prepared = time.perf_counter()
+        out = self._forward(batch)
+        segmented = time.perf_counter()
+        scores = {}
+        for head in self.heads:
+            score = head.score(batch, out)[0].float()
+            if not bool(torch.isfinite(score).all()):
+                raise PipelineError(f"head {head.name!r} produced non-finite scores (NaN/Inf); frame skipped")
+            scores[head.name] = score
+        labels = out.logits[0].argmax(dim=0)
+        scored = time.perf_counter()
+        timings = {
+            "preprocess": (prepared - started) * 1e3,
+            "segmenter": (segmented - prepared) * 1e3,
+            "head": (scored - segmented) * 1e3,
+        }
+        return labels, scores, timings
+
+    def process(self, rgb: np.ndarray) -> FrameResult:
+        """Run the segmenter and every head on one HxWx3 uint8 RGB frame."""
+        started = time.perf_counter()
+        labels, scores, timings = self.infer(rgb)
+        post_started = time.perf_counter()
+        height, width = rgb.shape[:2]
+        full_scores = {name: upsample_score(score, (height, width)) for name, score in scores.items()}
+        labels_np = labels.to(torch.uint8).cpu().numpy()
+        if labels_np.shape != (height, width):
+            labels_np = cv2.resize(labels_np, (width, height), interpolation=cv2.INTER_NEAREST)
+        primary = full_scores[self.head.name]
+        threshold = self.effective_threshold
+        mask = primary >= threshold
+        obstacles = find_obstacles(mask, primary, self.min_obstacle_area)
+        done = time.perf_counter()
+        timings["postprocess"] = (done - post_started) * 1e3
+        timings["total"] = (done - started) * 1e3
+        return FrameResult(labels_np, primary, mask, obstacles, threshold, full_scores, timings)
+
+
+def upsample_score(score: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear (h, w) -> size float32 numpy; a no-op at the same size."""
+    if tuple(score.shape) != tuple(size):
+        score = F.interpolate(score[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
+    return score.cpu().numpy().astype(np.float32, copy=False)
