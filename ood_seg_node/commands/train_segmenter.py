@@ -1,0 +1,30 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""``ood_seg train-segmenter``: train the builtin segmenter on the synthetic world."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ood_seg_node.training.segmenter import SegmenterTrainingConfig
+
+    for field in fields(SegmenterTrainingConfig):
+        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
+                            help=f"(default: {field.default})")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ood_seg_node.training.segmenter import SegmenterTrainingConfig, train_segmenter
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = SegmenterTrainingConfig(**{f.name: getattr(args, f.name) for f in fields(SegmenterTrainingConfig)})
+    best = train_segmenter(config)
+    print(json.dumps({"checkpoint": f"{config.out}/builtin_segmenter.pt", **best}))
+    return 0

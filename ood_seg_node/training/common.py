@@ -1,0 +1,160 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""What every training loop shares: cached synthetic frames, batching, the JSON log and best checkpoint."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ood_seg_node.datasets.base import Frame
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def synthetic_frames(
+    seeds: Sequence[int], frames_per_sequence: int, height: int, width: int, *, desc: str = "world"
+) -> list[Frame]:
+    """Render ``frames_per_sequence`` frames (spread over the sequence) of each seed's world, in memory."""
+    from ood_seg_node.datasets.synthetic import SyntheticSequence
+
+    frames: list[Frame] = []
+    stride = 3  # frames apart, so that the cached frames of one sequence are not near-duplicates
+    with tqdm(total=len(seeds) * frames_per_sequence, desc=f"rendering {desc}", unit="frame") as bar:
+        for seed in seeds:
+            sequence = SyntheticSequence(seed, frames_per_sequence * stride, height=height, width=width)
+            for index in range(0, frames_per_sequence * stride, stride):
+                frames.append(sequence[index])
+                bar.update()
+    return frames
+
+
+@dataclass
+class Batch:
+    """Images (B, 3, H, W) in [0, 1]; semantic (B, H, W) long with 255 void; ood (B, H, W) long 0/1/255."""
+
+    images: torch.Tensor
+    semantic: torch.Tensor
+    ood: torch.Tensor
+
+
+def to_batch(frames: Sequence[Frame], *, flip: Sequence[bool] | None = None) -> Batch:
+    images, semantic, ood = [], [], []
+    for i, frame in enumerate(frames):
+        image, sem, gt = frame.image, frame.semantic, frame.ood_gt
+        if flip is not None and flip[i]:
+            image, sem, gt = image[:, ::-1], sem[:, ::-1], gt[:, ::-1]
+        images.append(torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1))
+        semantic.append(torch.from_numpy(np.ascontiguousarray(sem)).long())
+        ood.append(torch.from_numpy(np.ascontiguousarray(gt)).long())
+    return Batch(torch.stack(images).float() / 255.0, torch.stack(semantic), torch.stack(ood))
+
+
+def batches(frames: Sequence[Frame], batch_size: int, *, shuffle: bool, augment: bool) -> Iterator[Batch]:
+    """One epoch of batches; augmentation is a horizontal flip (the world is left/right symmetric)."""
+    order = list(range(len(frames)))
+    if shuffle:
+        random.shuffle(order)
+    for start in range(0, len(order), batch_size):
+        chosen = [frames[i] for i in order[start:start + batch_size]]
+        flips = [random.random() < 0.5 for _ in chosen] if augment else None
+        yield to_batch(chosen, flip=flips)
+
+
+def cosine_lr(step: int, total: int, base: float, warmup: int = 50) -> float:
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return 0.5 * base * (1 + math.cos(math.pi * (step - warmup) / max(1, total - warmup)))
+
+
+def poly_lr(step: int, total: int, base: float, power: float = 0.9) -> float:
+    """The 'poly' schedule of DeepLab / ObsNet training."""
+    return base * (1 - min(step, total - 1) / total) ** power
+
+
+class RunLog:
+    """Per-epoch records written to ``<out>/log.json`` after every epoch, and best-metric tracking."""
+
+    def __init__(self, out_dir: str | Path, config: dict[str, Any], *, monitor: str, mode: str = "max") -> None:
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.config = config
+        self.monitor = monitor
+        self.mode = mode
+        self.records: list[dict[str, Any]] = []
+        self.best: float | None = None
+        self.started = time.time()
+
+    def record(self, epoch: int, **metrics: float) -> bool:
+        """Append one epoch; returns True when ``monitor`` improved (then save the checkpoint)."""
+        record = {"epoch": epoch, "elapsed_s": round(time.time() - self.started, 1), **metrics}
+        self.records.append(record)
+        value = float(metrics[self.monitor])
+        improved = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
+        if improved:
+            self.best = value
+        payload = {"config": self.config, "monitor": self.monitor, "best": self.best, "epochs": self.records}
+        (self.out_dir / "log.json").write_text(json.dumps(payload, indent=2))
+        return improved
+
+
+@dataclass
+class HeadTrainingConfig:
+    """Options shared by every ``ood_seg train-head --head <name>`` run (head-specific ones are extra flags)."""
+
+    head: str = ""
+    segmenter: str = "builtin"
+    segmenter_checkpoint: str = ""
+    out: str = ""
+    sequences: int = 40
+    frames_per_sequence: int = 8
+    val_sequences: int = 6
+    epochs: int = 6
+    batch_size: int = 8
+    lr: float = 0.0  # 0 = the head's own default
+    height: int = 256
+    width: int = 512
+    seed: int = 0
+    device: str = "cpu"
+
+
+def head_scores(segmenter, head, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Native-resolution head scores and segmenter logits for a batch, without gradients."""
+    with torch.inference_mode():
+        out = segmenter.run(images)
+        return head.score(images, out), out.logits
+
+
+def evaluate_head(segmenter, head, frames: Sequence[Frame], batch_size: int = 8) -> dict[str, float]:
+    """Validation AP / AUROC / FPR95 of ``head`` over frames' anomaly labels, and the best-F1 threshold.
+
+    Scores are computed at native resolution and upsampled to the label size, as the pipeline does.
+    """
+    from ood_seg_node.evaluation import StreamingOODMetrics
+    from ood_seg_node.evaluation.components import best_f1_threshold
+
+    metrics = StreamingOODMetrics()
+    head.eval()
+    segmenter.eval()
+    for batch in batches(frames, batch_size, shuffle=False, augment=False):
+        scores, _ = head_scores(segmenter, head, batch.images)
+        scores = torch.nn.functional.interpolate(
+            scores[:, None].float(), size=batch.ood.shape[-2:], mode="bilinear", align_corners=False
+        )[:, 0]
+        for score, label in zip(scores.numpy(), batch.ood.numpy().astype(np.uint8)):
+            metrics.update(score, label)
+    result = metrics.compute()
+    return {"ap": result["ap"], "auroc": result["auroc"], "fpr95": result["fpr95"],
+            "threshold": float(best_f1_threshold(metrics))}
