@@ -31,7 +31,7 @@ setup(
     maintainer_email="dev@ood-seg-node.local",
     description="Pixel-wise out-of-distribution detection for road-scene segmentation as a ROS 2 node",
     license="Apache-2.0",
-    extras_require={"test": ["pytest", "scikit-learn", "ruff", "mcap"]},
+    extras_require={"test": ["pytest", "scikit-learn", "ruff", "mcap", "colcon-common-extensions"]},
     entry_points={
         "console_scripts": [
             "ood_seg_node = ood_seg_node.node:main",
