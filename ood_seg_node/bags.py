@@ -1,0 +1,589 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""rosbag2 files (mcap or sqlite3) written and read with ``rosbags``, without a ROS installation.
+
+A bag made here holds, per frame and all with the same header stamp and log time
+(``start_ns + i / rate_hz``):
+
+==========================  ===============================  ============================================
+topic                       type                             content
+==========================  ===============================  ============================================
+``/camera/image_raw``       sensor_msgs/msg/Image ``rgb8``   the camera image
+``/camera/ood_gt``          sensor_msgs/msg/Image ``mono8``  anomaly ground truth 0 / 1 / 255 (if any)
+``/camera/semantic``        sensor_msgs/msg/Image ``mono8``  Cityscapes trainIds (extension; if any)
+``/camera/camera_info``     sensor_msgs/msg/CameraInfo       ``plumb_bob``, no distortion (if a camera
+                                                             model is known)
+==========================  ===============================  ============================================
+
+Message definitions and type hashes come from the newest ROS 2 typestore ``rosbags`` ships (Kilted,
+else Jazzy); ``sensor_msgs`` Image/CameraInfo are identical from Humble to Kilted. The bag is written
+in rosbag2 format version 8 (the newest both Jazzy and Kilted read; Humble reads the fields it knows),
+with offered QoS profiles (reliable, volatile, keep-last 10) so ``ros2 bag play`` can re-create the
+publishers, and a ``metadata.yaml`` that ``ros2 bag info`` reads. ``custom_data`` records the frame
+names, the dataset kind (``obstacle``/``anomaly``) and the source, so an evaluation of the bag can match
+precomputed score files and apply the right component filters.
+
+Reading pairs the image, ground truth and semantic messages by header stamp; it also accepts
+``sensor_msgs/msg/CompressedImage`` on the image topic and any encoding of
+:mod:`ood_seg_node.encodings`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Protocol
+
+import numpy as np
+
+from ood_seg_node.datasets.base import Frame
+from ood_seg_node.encodings import ImageEncodingError, array_to_image_fields, decode_image, image_to_array
+
+log = logging.getLogger(__name__)
+
+IMAGE_TOPIC = "/camera/image_raw"
+OOD_GT_TOPIC = "/camera/ood_gt"
+SEMANTIC_TOPIC = "/camera/semantic"
+CAMERA_INFO_TOPIC = "/camera/camera_info"
+STORAGES: tuple[str, ...] = ("mcap", "sqlite3")
+BAG_VERSION = 8
+DEFAULT_START_NS = 1_700_000_000 * 10**9
+"""Fixed default start stamp (2023-11-14T22:13:20Z), so the same input always gives the same bag."""
+
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+_CUSTOM_PREFIX = "ood_seg_node."
+_PENDING_LIMIT = 8  # stamps kept waiting for partners while reading; bounds memory on unpaired topics
+
+
+class BagError(RuntimeError):
+    """A bag cannot be written or read (the message names the bag and the reason, on one line)."""
+
+
+class CameraIntrinsics(Protocol):
+    """Anything with pinhole intrinsics in pixels (the synthetic CameraModel, :class:`Intrinsics`)."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+
+@dataclass(frozen=True)
+class Intrinsics:
+    """Plain pinhole intrinsics, e.g. from ``make-bag --camera-info fx,fy,cx,cy``."""
+
+    fx: float
+    fy: float
+    cx: float
+    cy: float
+
+    @classmethod
+    def parse(cls, text: str) -> Intrinsics:
+        """Parse ``"fx,fy,cx,cy"``.
+
+        Raises:
+            ValueError: not four numbers, or a non-positive focal length.
+        """
+        parts = [p.strip() for p in text.split(",")]
+        try:
+            fx, fy, cx, cy = (float(p) for p in parts)
+        except ValueError:
+            raise ValueError(f"camera intrinsics {text!r} are not four numbers fx,fy,cx,cy") from None
+        if fx <= 0 or fy <= 0:
+            raise ValueError(f"camera intrinsics {text!r}: focal lengths must be positive")
+        return cls(fx, fy, cx, cy)
+
+
+@dataclass
+class BagSummary:
+    """What :func:`write_bag` wrote."""
+
+    path: Path
+    storage: str
+    frames: int
+    topics: dict[str, int]
+    start_ns: int
+    end_ns: int
+
+    @property
+    def duration_s(self) -> float:
+        """Seconds between the first and the last message."""
+        return max(0, self.end_ns - self.start_ns) / 1e9
+
+    def __str__(self) -> str:
+        topics = ", ".join(f"{topic} x{count}" for topic, count in self.topics.items())
+        return (
+            f"{self.path} ({self.storage}): {self.frames} frames, {self.duration_s:.2f} s, "
+            f"{len(self.topics)} topics [{topics}]"
+        )
+
+
+@dataclass
+class ImageMessage:
+    """One decoded image-like message of a topic."""
+
+    topic: str
+    msgtype: str
+    stamp_ns: int
+    log_time_ns: int
+    frame_id: str
+    encoding: str
+    array: np.ndarray
+    """Message layout for Image (HxW mono / float, HxWxC colour); RGB HxWx3 for CompressedImage."""
+
+
+@dataclass
+class BagFrame:
+    """One frame of a bag: the image and whatever ground truth shares its header stamp."""
+
+    stamp_ns: int
+    image: np.ndarray
+    ood_gt: np.ndarray | None
+    semantic: np.ndarray | None
+    frame_id: str
+    index: int = 0
+    name: str = ""
+
+    def to_frame(self) -> Frame:
+        """The dataset-frame view (sequence = frame_id, name = recorded frame name or the stamp)."""
+        return Frame(
+            image=self.image,
+            ood_gt=self.ood_gt,
+            semantic=self.semantic,
+            name=self.name or str(self.stamp_ns),
+            sequence=self.frame_id,
+            index=self.index,
+        )
+
+
+@dataclass
+class BagInfo:
+    """The header of a bag: storage, topics with types and counts, and the ``custom_data`` we record."""
+
+    path: Path
+    storage: str
+    version: int
+    start_ns: int
+    duration_ns: int
+    topics: dict[str, tuple[str, int]]
+    frame_names: list[str] = field(default_factory=list)
+    kind: str | None = None
+    source: str | None = None
+
+
+@lru_cache(maxsize=1)
+def typestore() -> Any:
+    """The newest ROS 2 typestore available in the installed ``rosbags`` (Kilted, else Jazzy)."""
+    from rosbags.typesys import Stores, get_typestore
+
+    store = getattr(Stores, "ROS2_KILTED", None) or Stores.ROS2_JAZZY
+    return get_typestore(store)
+
+
+def _qos_profiles() -> list[Any]:
+    from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+
+    zero = QosTime(0, 0)  # 0 = "unspecified", i.e. the RMW default (infinite) on playback
+    return [
+        Qos(
+            history=QosHistory.KEEP_LAST,
+            depth=10,
+            reliability=QosReliability.RELIABLE,
+            durability=QosDurability.VOLATILE,
+            deadline=zero,
+            lifespan=zero,
+            liveliness=QosLiveliness.AUTOMATIC,
+            liveliness_lease_duration=zero,
+            avoid_ros_namespace_conventions=False,
+        )
+    ]
+
+
+def _header(store: Any, stamp_ns: int, frame_id: str) -> Any:
+    types = store.types
+    stamp = types["builtin_interfaces/msg/Time"](sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9)
+    return types["std_msgs/msg/Header"](stamp=stamp, frame_id=frame_id)
+
+
+def _image_message(store: Any, array: np.ndarray, encoding: str, header: Any) -> Any:
+    fields = array_to_image_fields(array, encoding)
+    return store.types[IMAGE_TYPE](
+        header=header,
+        height=fields.height,
+        width=fields.width,
+        encoding=fields.encoding,
+        is_bigendian=fields.is_bigendian,
+        step=fields.step,
+        data=np.frombuffer(fields.data, dtype=np.uint8),
+    )
+
+
+def _camera_info_message(store: Any, camera: CameraIntrinsics, height: int, width: int, header: Any) -> Any:
+    types = store.types
+    fx, fy, cx, cy = float(camera.fx), float(camera.fy), float(camera.cx), float(camera.cy)
+    return types[CAMERA_INFO_TYPE](
+        header=header,
+        height=height,
+        width=width,
+        distortion_model="plumb_bob",
+        d=np.zeros(5, dtype=np.float64),
+        k=np.array([fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]),
+        r=np.eye(3).reshape(-1),
+        p=np.array([fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        binning_x=0,
+        binning_y=0,
+        roi=types["sensor_msgs/msg/RegionOfInterest"](
+            x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
+        ),
+    )
+
+
+def _check_frame(frame: Frame, index: int) -> None:
+    where = f"frame {index} ({frame.name or 'unnamed'})"
+    image = frame.image
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise BagError(f"{where}: image must be HxWx3 uint8 RGB, got {image.shape} {image.dtype}")
+    for what, labels in (("ood_gt", frame.ood_gt), ("semantic", frame.semantic)):
+        if labels is not None and (labels.shape != image.shape[:2] or labels.dtype != np.uint8):
+            raise BagError(
+                f"{where}: {what} must be {image.shape[0]}x{image.shape[1]} uint8, "
+                f"got {labels.shape} {labels.dtype}"
+            )
+
+
+def _prepare_target(path: Path, overwrite: bool) -> None:
+    if not path.exists():
+        return
+    is_bag = path.is_dir() and (path / "metadata.yaml").is_file()
+    if overwrite and is_bag:
+        shutil.rmtree(path)
+    elif overwrite:
+        raise BagError(f"{path} exists and is not a rosbag2 folder; not overwriting it")
+    else:
+        raise BagError(f"{path} exists already (choose another output or overwrite it)")
+
+
+def write_bag(
+    path: str | Path,
+    frames: Iterable[Frame],
+    *,
+    storage: str = "mcap",
+    rate_hz: float = 10.0,
+    frame_id: str = "camera",
+    camera: CameraIntrinsics | None = None,
+    start_ns: int = DEFAULT_START_NS,
+    progress: bool = True,
+    total: int | None = None,
+    kind: str | None = None,
+    source: str | None = None,
+    overwrite: bool = False,
+) -> BagSummary:
+    """Write frames into a new rosbag2 folder.
+
+    Args:
+        path: bag folder to create (must not exist unless ``overwrite`` and it is a bag).
+        frames: the frames, in playback order (a dataset or any iterable).
+        storage: ``mcap`` or ``sqlite3``.
+        rate_hz: playback rate; frame ``i`` is stamped ``start_ns + i / rate_hz``.
+        frame_id: header frame_id of every message.
+        camera: intrinsics for ``/camera/camera_info``; None writes no camera info.
+        start_ns: stamp of the first frame (ns since the epoch).
+        progress: show a tqdm progress bar.
+        total: number of frames for the progress bar when ``frames`` has no ``len()``.
+        kind: ``obstacle`` or ``anomaly``, recorded for evaluation (see :mod:`ood_seg_node.datasets`).
+        source: free text recorded in ``custom_data`` (e.g. the dataset spec).
+        overwrite: replace an existing bag folder.
+
+    Returns:
+        What was written.
+
+    Raises:
+        BagError: bad arguments, the target exists, a malformed frame, or a storage failure. A bag that
+            fails half-way is removed.
+    """
+    from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+    from tqdm import tqdm
+
+    if storage not in STORAGES:
+        raise BagError(f"unknown bag storage {storage!r}; valid: {', '.join(STORAGES)}")
+    if not rate_hz > 0:
+        raise BagError(f"bag rate must be positive, got {rate_hz}")
+    path = Path(path)
+    _prepare_target(path, overwrite)
+    store = typestore()
+    qos = _qos_profiles()
+    plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
+    counts: dict[str, int] = {}
+    names: list[str] = []
+    end_ns = start_ns
+    if total is None and hasattr(frames, "__len__"):
+        total = len(frames)  # type: ignore[arg-type]
+    try:
+        with Writer(path, version=BAG_VERSION, storage_plugin=plugin) as writer:
+            connections: dict[str, Any] = {}
+
+            def emit(topic: str, msgtype: str, message: Any, stamp_ns: int) -> None:
+                if topic not in connections:
+                    connections[topic] = writer.add_connection(
+                        topic, msgtype, typestore=store, offered_qos_profiles=qos
+                    )
+                writer.write(connections[topic], stamp_ns, store.serialize_cdr(message, msgtype))
+                counts[topic] = counts.get(topic, 0) + 1
+
+            bar = tqdm(frames, total=total, disable=not progress, unit="frame", desc=f"bag {path.name}")
+            for index, frame in enumerate(bar):
+                _check_frame(frame, index)
+                stamp_ns = start_ns + round(index * 1e9 / rate_hz)
+                header = _header(store, stamp_ns, frame_id)
+                emit(IMAGE_TOPIC, IMAGE_TYPE, _image_message(store, frame.image, "rgb8", header), stamp_ns)
+                if frame.ood_gt is not None:
+                    message = _image_message(store, frame.ood_gt, "mono8", header)
+                    emit(OOD_GT_TOPIC, IMAGE_TYPE, message, stamp_ns)
+                if frame.semantic is not None:
+                    message = _image_message(store, frame.semantic, "mono8", header)
+                    emit(SEMANTIC_TOPIC, IMAGE_TYPE, message, stamp_ns)
+                if camera is not None:
+                    height, width = frame.image.shape[:2]
+                    message = _camera_info_message(store, camera, height, width, header)
+                    emit(CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, message, stamp_ns)
+                names.append(frame.name)
+                end_ns = stamp_ns
+            if not names:
+                raise BagError(f"no frames to write into {path}")
+            writer.set_custom_data(f"{_CUSTOM_PREFIX}frame_names", json.dumps(names))
+            writer.set_custom_data(f"{_CUSTOM_PREFIX}frames", str(len(names)))
+            if kind is not None:
+                writer.set_custom_data(f"{_CUSTOM_PREFIX}kind", kind)
+            if source is not None:
+                writer.set_custom_data(f"{_CUSTOM_PREFIX}source", source)
+    except BaseException as error:
+        # A half-written bag is worse than none: players and readers choke on it.
+        shutil.rmtree(path, ignore_errors=True)
+        if isinstance(error, WriterError):
+            raise BagError(f"cannot write bag {path}: {error}") from None
+        raise
+    return BagSummary(
+        path=path, storage=storage, frames=len(names), topics=counts, start_ns=start_ns, end_ns=end_ns
+    )
+
+
+# ----------------------------------------------------------------------------------------------- reading
+
+
+def _read_metadata(path: Path) -> dict[str, Any]:
+    import yaml
+
+    meta_path = path / "metadata.yaml"
+    try:
+        data = yaml.safe_load(meta_path.read_text())
+        return dict(data["rosbag2_bagfile_information"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as error:
+        raise BagError(f"{meta_path} is not a rosbag2 metadata file: {error}") from None
+
+
+def bag_info(path: str | Path) -> BagInfo:
+    """Read a bag folder's header (topics, counts, recorded frame names and kind).
+
+    Raises:
+        BagError: not a rosbag2 folder, or unreadable metadata.
+    """
+    path = Path(path)
+    if not path.is_dir() or not (path / "metadata.yaml").is_file():
+        raise BagError(f"{path} is not a rosbag2 folder (no metadata.yaml)")
+    meta = _read_metadata(path)
+    try:
+        topics = {
+            entry["topic_metadata"]["name"]: (entry["topic_metadata"]["type"], int(entry["message_count"]))
+            for entry in meta.get("topics_with_message_count") or []
+        }
+        custom = meta.get("custom_data") or {}
+        names = json.loads(custom.get(f"{_CUSTOM_PREFIX}frame_names", "[]"))
+        return BagInfo(
+            path=path,
+            storage=str(meta.get("storage_identifier", "")),
+            version=int(meta.get("version", 0)),
+            start_ns=int(meta["starting_time"]["nanoseconds_since_epoch"]),
+            duration_ns=int(meta["duration"]["nanoseconds"]),
+            topics=topics,
+            frame_names=[str(n) for n in names] if isinstance(names, list) else [],
+            kind=custom.get(f"{_CUSTOM_PREFIX}kind"),
+            source=custom.get(f"{_CUSTOM_PREFIX}source"),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise BagError(f"{path / 'metadata.yaml'} is malformed: {error!r}") from None
+
+
+def _open_reader(path: Path) -> Any:
+    from rosbags.rosbag2 import Reader
+
+    try:
+        reader = Reader(path)
+        reader.open()
+    except FileNotFoundError:
+        raise BagError(f"{path} is not a rosbag2 bag (missing, or no metadata.yaml)") from None
+    except Exception as error:  # ReaderError, but storage plugins raise assorted types on corrupt files
+        raise BagError(f"cannot open bag {path}: {error}") from None
+    return reader
+
+
+def _messages(path: Path, topics: Iterable[str]) -> Iterator[tuple[str, str, int, Any]]:
+    """(topic, msgtype, log time, message) of the given topics, in log-time order."""
+    store = typestore()
+    wanted = set(topics)
+    reader = _open_reader(path)
+    try:
+        connections = [c for c in reader.connections if c.topic in wanted]
+        iterator = reader.messages(connections=connections) if connections else iter(())
+        while True:
+            try:
+                connection, log_time, raw = next(iterator)
+            except StopIteration:
+                return
+            except Exception as error:  # corrupt chunk / page: one line naming the bag
+                raise BagError(f"bag {path} is corrupt: {error}") from None
+            try:
+                message = store.deserialize_cdr(raw, connection.msgtype)
+            except Exception as error:
+                raise BagError(
+                    f"bag {path}: cannot deserialize a {connection.msgtype} on {connection.topic}: {error}"
+                ) from None
+            yield connection.topic, connection.msgtype, log_time, message
+    finally:
+        try:
+            reader.close()
+        except Exception as error:  # closing a reader that failed mid-way must not hide the first error
+            log.debug("closing bag %s failed: %s", path, error)
+
+
+def _stamp_ns(message: Any) -> int:
+    return int(message.header.stamp.sec) * 10**9 + int(message.header.stamp.nanosec)
+
+
+def _decode(path: Path, topic: str, msgtype: str, message: Any, rgb: bool) -> tuple[str, np.ndarray]:
+    try:
+        if msgtype == COMPRESSED_TYPE:
+            import cv2
+
+            bgr = cv2.imdecode(np.asarray(message.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise ImageEncodingError(f"cannot decode {message.format!r} compressed image")
+            return message.format, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        if msgtype != IMAGE_TYPE:
+            raise ImageEncodingError(f"{msgtype} is not an image type")
+        fields = (message.encoding, message.height, message.width, message.step, message.data)
+        decode = image_to_array if rgb else decode_image
+        return message.encoding, decode(*fields, is_bigendian=message.is_bigendian)
+    except ImageEncodingError as error:
+        raise BagError(f"bag {path}, topic {topic}: {error}") from None
+
+
+def iter_image_messages(path: str | Path, topic: str, *, rgb: bool = False) -> Iterator[ImageMessage]:
+    """Every Image / CompressedImage message of one topic, decoded, in log-time order.
+
+    Args:
+        path: bag folder (or a single ``.mcap`` / ``.db3`` file).
+        topic: the topic to read.
+        rgb: convert each picture to HxWx3 uint8 RGB (refused for ``32FC1``); by default arrays keep the
+            message layout (HxW for mono8 / 32FC1).
+
+    Raises:
+        BagError: unreadable or corrupt bag, or a malformed image.
+    """
+    path = Path(path)
+    for name, msgtype, log_time, message in _messages(path, [topic]):
+        encoding, array = _decode(path, name, msgtype, message, rgb)
+        yield ImageMessage(
+            topic=name,
+            msgtype=msgtype,
+            stamp_ns=_stamp_ns(message),
+            log_time_ns=log_time,
+            frame_id=str(message.header.frame_id),
+            encoding=encoding,
+            array=array,
+        )
+
+
+def read_bag(
+    path: str | Path,
+    *,
+    image_topic: str = IMAGE_TOPIC,
+    gt_topic: str = OOD_GT_TOPIC,
+    semantic_topic: str = SEMANTIC_TOPIC,
+) -> Iterator[BagFrame]:
+    """Frames of a bag: each image with the ground truth and semantic maps carrying the same stamp.
+
+    Frames come in stamp order of their images. Ground truth without an image is dropped; an image
+    whose partners never arrive is yielded with ``ood_gt`` / ``semantic`` None. Memory stays bounded:
+    at most a few stamps wait for partners.
+
+    Raises:
+        BagError: unreadable or corrupt bag, a malformed image, or a label map whose size differs from
+            its image.
+    """
+    path = Path(path)
+    names: list[str] = []
+    if path.is_dir():
+        names = bag_info(path).frame_names
+    pending: dict[int, dict[str, Any]] = {}
+    emitted = 0
+
+    def finish(stamp: int) -> BagFrame | None:
+        nonlocal emitted
+        parts = pending.pop(stamp)
+        if "image" not in parts:
+            return None
+        image = parts["image"]
+        for key in ("ood_gt", "semantic"):
+            labels = parts.get(key)
+            if labels is not None and (labels.ndim != 2 or labels.shape != image.shape[:2]):
+                raise BagError(
+                    f"bag {path}: {key} at stamp {stamp} is {labels.shape}, its image {image.shape}"
+                )
+        frame = BagFrame(
+            stamp_ns=stamp,
+            image=image,
+            ood_gt=parts.get("ood_gt"),
+            semantic=parts.get("semantic"),
+            frame_id=parts.get("frame_id", ""),
+            index=emitted,
+            name=names[emitted] if emitted < len(names) else "",
+        )
+        emitted += 1
+        return frame
+
+    roles = {image_topic: "image", gt_topic: "ood_gt", semantic_topic: "semantic"}
+    present = {role for topic, role in roles.items() if topic in _topics_in(path)}
+    for topic, msgtype, _, message in _messages(path, roles):
+        role = roles[topic]
+        stamp = _stamp_ns(message)
+        _, array = _decode(path, topic, msgtype, message, rgb=role == "image")
+        parts = pending.setdefault(stamp, {})
+        parts[role] = array
+        if role == "image":
+            parts["frame_id"] = str(message.header.frame_id)
+        # A complete frame releases itself and every older stamp (whose partners, in log-time order,
+        # are not coming); the size bound covers bags whose partners never arrive at all.
+        ready = [s for s in sorted(pending) if s <= stamp] if present <= parts.keys() else []
+        while len(pending) - len(ready) > _PENDING_LIMIT:
+            ready.append(min(s for s in pending if s not in ready))
+        for done in sorted(ready):
+            frame = finish(done)
+            if frame is not None:
+                yield frame
+    for stamp in sorted(pending):
+        frame = finish(stamp)
+        if frame is not None:
+            yield frame
+
+
+def _topics_in(path: Path) -> set[str]:
+    reader = _open_reader(path)
+    try:
+        return {connection.topic for connection in reader.connections}
+    finally:
+        reader.close()
