@@ -40,7 +40,8 @@ class FrameResult:
         obstacles: connected components of ``mask`` with at least ``min_obstacle_area`` pixels.
         threshold: the threshold that made ``mask``.
         scores: every head's HxW score by head name (the primary one included).
-        timings_ms: ``preprocess``, ``segmenter``, ``head``, ``postprocess``, ``total``.
+        timings_ms: ``preprocess``, ``segmenter``, ``head`` (all heads), ``head:<name>`` (each),
+            ``postprocess``, ``total``.
     """
 
     labels: np.ndarray
@@ -178,18 +179,16 @@ class Pipeline:
         out = self._forward(batch)
         segmented = time.perf_counter()
         scores = {}
+        timings = {"preprocess": (prepared - started) * 1e3, "segmenter": (segmented - prepared) * 1e3}
         for head in self.heads:
+            head_started = time.perf_counter()
             score = head.score(batch, out)[0].float()
             if not bool(torch.isfinite(score).all()):
                 raise PipelineError(f"head {head.name!r} produced non-finite scores (NaN/Inf); frame skipped")
             scores[head.name] = score
+            timings[f"head:{head.name}"] = (time.perf_counter() - head_started) * 1e3
         labels = out.logits[0].argmax(dim=0)
-        scored = time.perf_counter()
-        timings = {
-            "preprocess": (prepared - started) * 1e3,
-            "segmenter": (segmented - prepared) * 1e3,
-            "head": (scored - segmented) * 1e3,
-        }
+        timings["head"] = (time.perf_counter() - segmented) * 1e3
         return labels, scores, timings
 
     def process(self, rgb: np.ndarray) -> FrameResult:

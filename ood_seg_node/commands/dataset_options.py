@@ -1,0 +1,48 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""Dataset-selection flags shared by ``make-bag`` and ``evaluate``, and opening a dataset from them."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from typing import Any, Callable, Iterable
+
+
+def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument("--dataset", required=required, metavar="FORMAT[:ROOT]",
+                        help="'synthetic' or <format>:<root>: lostandfound, fishyscapes, roadanomaly, "
+                             "smiyc-anomaly, smiyc-obstacle")
+    parser.add_argument("--seed", type=int, default=None, help="synthetic: world seed (default 0)")
+    parser.add_argument("--frames", type=int, default=None, metavar="K",
+                        help="synthetic: sequence length (default 100); real datasets: the first K frames")
+    parser.add_argument("--height", type=int, default=None, help="synthetic: image height (default 256)")
+    parser.add_argument("--width", type=int, default=None, help="synthetic: image width (default 512)")
+    parser.add_argument("--split", default=None, help="lostandfound: test (default) or train")
+    parser.add_argument("--subset", default=None,
+                        help="lostandfound: all (default) or no-known; fishyscapes: lostandfound or static")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="skip frames with missing or corrupt files (with a warning) instead of stopping")
+
+
+def open_from_args(args: argparse.Namespace) -> tuple[Any, Callable[[], Iterable[Any]], int]:
+    """(dataset, a factory of fresh frame iterators, frame count) from the flags above."""
+    from ood_seg_node.datasets import open_dataset, parse_dataset_spec
+
+    if args.frames is not None and args.frames <= 0:
+        raise ValueError(f"--frames must be positive, got {args.frames}")
+    name, _ = parse_dataset_spec(args.dataset)
+    synthetic = name == "synthetic"
+    if synthetic:
+        options = {"seed": args.seed, "frames": args.frames, "height": args.height, "width": args.width}
+        wrong = {"--split": args.split, "--subset": args.subset}
+    else:
+        options = {"split": args.split, "subset": args.subset}
+        wrong = {"--seed": args.seed, "--height": args.height, "--width": args.width}
+    given = [flag for flag, value in wrong.items() if value is not None]
+    if given:
+        raise ValueError(f"{', '.join(given)} does not apply to dataset format {name!r}")
+    dataset = open_dataset(args.dataset, skip_bad=args.skip_bad, **options)
+    total = len(dataset)
+    if not synthetic and args.frames is not None:
+        total = min(total, args.frames)
+    return dataset, lambda: itertools.islice(iter(dataset), total), total

@@ -1,0 +1,133 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""``ood_seg evaluate``: benchmark-style evaluation of heads on a dataset, a bag or precomputed scores.
+
+Examples::
+
+    ood_seg evaluate --dataset synthetic --seed 2001 --frames 60 --head msp --head energy --out runs/eval
+    ood_seg evaluate --bag runs/demo_bag --head obsnet --out runs/eval_bag
+    ood_seg evaluate --dataset smiyc-obstacle:/data/ObstacleTrack --scores /data/my_method --out runs/mine
+    ood_seg evaluate --dataset lostandfound:/data/laf --head energy --shard 0/4 --out runs/shard0
+    ood_seg evaluate --merge runs/shard0 runs/shard1 runs/shard2 runs/shard3 --out runs/laf
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from ood_seg_node.commands.dataset_options import add_dataset_arguments, open_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = __doc__.split("\n\n", 1)[1]
+    source = parser.add_argument_group("frames (one of --dataset, --bag, or --merge)")
+    add_dataset_arguments(source, required=False)
+    source.add_argument("--bag", help="a rosbag2 with /camera/image_raw and /camera/ood_gt")
+    source.add_argument("--merge", nargs="+", metavar="DIR", help="merge the partial results of sharded runs")
+    methods = parser.add_argument_group("what to evaluate")
+    methods.add_argument("--head", action="append", default=[], help="head name; repeat to compare heads")
+    methods.add_argument("--head-checkpoint", action="append", default=[], metavar="HEAD=PATH",
+                         help="weights for a trained head (default: the shipped ones)")
+    methods.add_argument("--scores", metavar="DIR",
+                         help="precomputed score maps, one float32 <frame name>.npy per frame")
+    methods.add_argument("--scores-name", default="", help="name of the --scores method (default: folder name)")
+    methods.add_argument("--segmenter", default="builtin", help="segmenter spec (default: %(default)s)")
+    methods.add_argument("--segmenter-checkpoint", default="", help="segmenter weights")
+    methods.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    options = parser.add_argument_group("evaluation")
+    options.add_argument("--out", required=True, help="output folder")
+    options.add_argument("--kind", choices=("obstacle", "anomaly"), default=None,
+                         help="SMIYC component size filters (default: the dataset's kind, obstacle for bags)")
+    options.add_argument("--component-threshold", action="append", default=[], metavar="[HEAD=]VALUE",
+                         help="fixed pixel threshold for component metrics (default: the run's best pixel F1; "
+                              "sharded runs: the head's calibrated threshold)")
+    options.add_argument("--shard", default="0/1", metavar="I/N", help="evaluate every N-th frame from frame I")
+    options.add_argument("--overlays", type=int, default=4, help="worst-frame overlays per head (default 4)")
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` items; a bare ``VALUE`` applies to every head (key ``*``)."""
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            key, value = "*", item
+        pairs[key] = value
+    return pairs
+
+
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must be I/N, got {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"--shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def _frames(args: argparse.Namespace):
+    if args.bag:
+        from ood_seg_node.bags import bag_info, read_bag
+
+        info = bag_info(args.bag)
+        return (lambda: (frame.to_frame() for frame in read_bag(args.bag))), len(info.frame_names) or None, \
+            info.kind or "obstacle"
+    dataset, frames, total = open_from_args(args)
+    return frames, total, dataset.kind
+
+
+def _scorers(args: argparse.Namespace) -> list:
+    from ood_seg_node.evaluation.runner import PipelineScorer, ScoreFileScorer
+    from ood_seg_node.heads import build_head
+    from ood_seg_node.pipeline import Pipeline
+    from ood_seg_node.segmenters import build_segmenter
+
+    scorers = []
+    if args.scores:
+        scorers.append(ScoreFileScorer(args.scores, args.scores_name))
+    if args.head:
+        checkpoints = _pairs(args.head_checkpoint)
+        segmenter = build_segmenter(args.segmenter, args.segmenter_checkpoint)
+        shared, own = [], []
+        for name in args.head:
+            head = build_head(name, segmenter, checkpoints.get(name, ""))
+            (own if head.segmenter_override() is not None else shared).append(head)
+        groups = ([shared] if shared else []) + [[head] for head in own]
+        scorers += [PipelineScorer(Pipeline(segmenter, group, device=args.device)) for group in groups]
+    if not scorers:
+        raise ValueError("nothing to evaluate: give --head and/or --scores")
+    return scorers
+
+
+def run(args: argparse.Namespace) -> int:
+    from ood_seg_node.evaluation import format_table
+    from ood_seg_node.evaluation.runner import evaluate_frames, merge_partials
+
+    if args.merge:
+        results = merge_partials(args.merge).write(args.out)
+        print(format_table(results))
+        return 0
+    if bool(args.bag) == bool(args.dataset):
+        raise ValueError("give exactly one of --dataset and --bag (or --merge)")
+    frames, total, kind = _frames(args)
+    scorers = _scorers(args)
+    thresholds = {k: float(v) for k, v in _pairs(args.component_threshold).items()}
+    if "*" in thresholds:
+        every = thresholds.pop("*")
+        thresholds.update({name: every for s in scorers for name in s.names if name not in thresholds})
+    shard = _shard(args.shard)
+    meta = {"source": args.bag or args.dataset, "segmenter": args.segmenter,
+            "heads": [name for s in scorers for name in s.names]}
+    run_result = evaluate_frames(
+        frames, scorers, kind=args.kind or kind, total=total, shard=shard, component_thresholds=thresholds,
+        overlays_dir=f"{args.out}/overlays", overlays=args.overlays, meta=meta,
+    )
+    if shard[1] > 1:
+        run_result.write_partial(f"{args.out}/partial.json")
+        print(f"evaluate: shard {args.shard} of {run_result.meta['frames']} frames written to "
+              f"{args.out}/partial.json; merge with --merge")
+    results = run_result.write(args.out)
+    print(format_table(results))
+    print(f"evaluate: report in {args.out} (metrics.json, metrics.csv, pr_curves.png, roc_curves.png, overlays/)")
+    return 0
