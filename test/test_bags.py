@@ -1,0 +1,259 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""rosbag2 writing and reading, checked with rosbags, the ``mcap`` library, sqlite3 and metadata.yaml."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+import yaml
+from fixtures import make_smiyc
+
+from ood_seg_node import bags, cli
+from ood_seg_node.bags import (
+    CAMERA_INFO_TOPIC,
+    DEFAULT_START_NS,
+    IMAGE_TOPIC,
+    OOD_GT_TOPIC,
+    SEMANTIC_TOPIC,
+    BagError,
+    Intrinsics,
+    bag_info,
+    iter_image_messages,
+    read_bag,
+    write_bag,
+)
+from ood_seg_node.datasets.base import Frame
+
+RATE = 5.0
+START = 1_650_000_000_123_456_789
+CAMERA = Intrinsics(fx=30.0, fy=31.0, cx=10.5, cy=6.5)
+
+
+def _frames(count: int = 4, *, gt_every: int = 1, semantic: bool = True) -> list[Frame]:
+    rng = np.random.default_rng(7)
+    frames = []
+    for i in range(count):
+        image = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
+        gt = rng.choice(np.array([0, 1, 255], np.uint8), (12, 20)) if i % gt_every == 0 else None
+        sem = rng.integers(0, 19, (12, 20), dtype=np.uint8) if semantic else None
+        frames.append(Frame(image=image, ood_gt=gt, semantic=sem, name=f"frame_{i:03d}", index=i))
+    return frames
+
+
+def _stamps(count: int) -> list[int]:
+    return [START + round(i * 1e9 / RATE) for i in range(count)]
+
+
+@pytest.fixture(params=["mcap", "sqlite3"])
+def storage(request) -> str:
+    return request.param
+
+
+def test_round_trip_with_rosbags(tmp_path, storage):
+    frames = _frames()
+    summary = write_bag(tmp_path / "bag", frames, storage=storage, rate_hz=RATE, frame_id="cam0",
+                        camera=CAMERA, start_ns=START, progress=False, kind="obstacle", source="unit-test")
+    assert summary.frames == 4 and summary.storage == storage
+    assert summary.topics == {IMAGE_TOPIC: 4, OOD_GT_TOPIC: 4, SEMANTIC_TOPIC: 4, CAMERA_INFO_TOPIC: 4}
+    assert summary.duration_s == pytest.approx(3 / RATE)
+    assert "4 frames" in str(summary)
+    back = list(read_bag(tmp_path / "bag"))
+    assert [f.stamp_ns for f in back] == _stamps(4)
+    assert [f.name for f in back] == [f.name for f in frames]
+    for original, read in zip(frames, back, strict=True):
+        np.testing.assert_array_equal(read.image, original.image)
+        np.testing.assert_array_equal(read.ood_gt, original.ood_gt)
+        np.testing.assert_array_equal(read.semantic, original.semantic)
+        assert read.frame_id == "cam0"
+    as_frame = back[2].to_frame()
+    assert (as_frame.name, as_frame.index, as_frame.sequence) == ("frame_002", 2, "cam0")
+    info = bag_info(tmp_path / "bag")
+    assert (info.kind, info.source, info.frame_names) == ("obstacle", "unit-test", [f.name for f in frames])
+    assert info.topics[IMAGE_TOPIC] == ("sensor_msgs/msg/Image", 4)
+    assert info.topics[CAMERA_INFO_TOPIC] == ("sensor_msgs/msg/CameraInfo", 4)
+
+
+def test_camera_info_and_mono_topics(tmp_path, storage):
+    write_bag(tmp_path / "bag", _frames(2), storage=storage, camera=CAMERA, start_ns=START, progress=False)
+    gt = list(iter_image_messages(tmp_path / "bag", OOD_GT_TOPIC))
+    assert [(m.encoding, m.array.shape, m.array.dtype) for m in gt] == [("mono8", (12, 20), np.uint8)] * 2
+    assert [m.stamp_ns for m in gt] == [m.log_time_ns for m in gt] == [START, START + 100_000_000]
+    rgb = list(iter_image_messages(tmp_path / "bag", IMAGE_TOPIC, rgb=True))
+    assert rgb[0].encoding == "rgb8" and rgb[0].array.shape == (12, 20, 3)
+    infos = list(bags._messages(tmp_path / "bag", [CAMERA_INFO_TOPIC]))
+    assert len(infos) == 2
+    _, msgtype, log_time, info = infos[1]
+    assert msgtype == "sensor_msgs/msg/CameraInfo" and log_time == START + 100_000_000
+    assert (info.width, info.height, info.distortion_model) == (20, 12, "plumb_bob")
+    np.testing.assert_allclose(info.k, [30, 0, 10.5, 0, 31, 6.5, 0, 0, 1])
+    np.testing.assert_allclose(info.p, [30, 0, 10.5, 0, 0, 31, 6.5, 0, 0, 0, 1, 0])
+    np.testing.assert_allclose(info.d, np.zeros(5))
+    assert info.header.frame_id == "camera"
+
+
+def test_mcap_file_readable_with_mcap_library(tmp_path):
+    from mcap.reader import make_reader
+
+    write_bag(tmp_path / "bag", _frames(3), storage="mcap", rate_hz=RATE, camera=CAMERA, start_ns=START,
+              progress=False)
+    files = list((tmp_path / "bag").glob("*.mcap"))
+    assert len(files) == 1
+    with files[0].open("rb") as stream:
+        reader = make_reader(stream)
+        summary = reader.get_summary()
+        schemas = {s.id: s for s in summary.schemas.values()}
+        channels = {c.topic: c for c in summary.channels.values()}
+        assert set(channels) == {IMAGE_TOPIC, OOD_GT_TOPIC, SEMANTIC_TOPIC, CAMERA_INFO_TOPIC}
+        for topic, channel in channels.items():
+            schema = schemas[channel.schema_id]
+            expected = "sensor_msgs/msg/CameraInfo" if topic == CAMERA_INFO_TOPIC else "sensor_msgs/msg/Image"
+            assert schema.name == expected and schema.encoding == "ros2msg"
+            assert channel.message_encoding == "cdr"
+            assert "reliability" in channel.metadata["offered_qos_profiles"]
+            assert summary.statistics.channel_message_counts[channel.id] == 3
+        store = bags.typestore()
+        seen: dict[str, list[int]] = {}
+        for schema, channel, message in reader.iter_messages():
+            decoded = store.deserialize_cdr(message.data, schema.name)
+            stamp = decoded.header.stamp.sec * 10**9 + decoded.header.stamp.nanosec
+            assert stamp == message.log_time == message.publish_time
+            seen.setdefault(channel.topic, []).append(stamp)
+    assert all(stamps == _stamps(3) for stamps in seen.values())
+
+
+def test_sqlite3_database_and_metadata_yaml(tmp_path):
+    write_bag(tmp_path / "bag", _frames(3, semantic=False), storage="sqlite3", rate_hz=RATE, start_ns=START,
+              progress=False)
+    dbs = list((tmp_path / "bag").glob("*.db3"))
+    assert len(dbs) == 1
+    with sqlite3.connect(dbs[0]) as db:
+        topics = dict(db.execute("SELECT name, type FROM topics").fetchall())
+        assert topics == {IMAGE_TOPIC: "sensor_msgs/msg/Image", OOD_GT_TOPIC: "sensor_msgs/msg/Image"}
+        rows = db.execute(
+            "SELECT t.name, m.timestamp FROM messages m JOIN topics t ON m.topic_id = t.id ORDER BY m.id"
+        ).fetchall()
+    assert [name for name, _ in rows] == [IMAGE_TOPIC, OOD_GT_TOPIC] * 3
+    assert [stamp for _, stamp in rows[::2]] == _stamps(3)
+
+    meta = yaml.safe_load((tmp_path / "bag" / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+    assert meta["version"] == bags.BAG_VERSION and meta["storage_identifier"] == "sqlite3"
+    assert meta["relative_file_paths"] == [dbs[0].name]
+    assert meta["message_count"] == 6
+    assert meta["starting_time"]["nanoseconds_since_epoch"] == START
+    assert meta["duration"]["nanoseconds"] == _stamps(3)[-1] - START
+    per_topic = {t["topic_metadata"]["name"]: t for t in meta["topics_with_message_count"]}
+    assert {name: t["message_count"] for name, t in per_topic.items()} == {IMAGE_TOPIC: 3, OOD_GT_TOPIC: 3}
+    qos = yaml.safe_load(per_topic[IMAGE_TOPIC]["topic_metadata"]["offered_qos_profiles"])
+    assert qos[0]["reliability"] == 1 and qos[0]["durability"] == 2 and qos[0]["history"] == 1
+    assert per_topic[IMAGE_TOPIC]["topic_metadata"]["type_description_hash"].startswith("RIHS01_")
+    names = json.loads(meta["custom_data"]["ood_seg_node.frame_names"])
+    assert names == ["frame_000", "frame_001", "frame_002"]
+
+
+def test_frames_without_ground_truth_pair_correctly(tmp_path, storage):
+    frames = _frames(5, gt_every=2, semantic=False)
+    summary = write_bag(tmp_path / "bag", frames, storage=storage, start_ns=START, progress=False)
+    assert summary.topics == {IMAGE_TOPIC: 5, OOD_GT_TOPIC: 3}
+    back = list(read_bag(tmp_path / "bag"))
+    assert [f.ood_gt is None for f in back] == [False, True, False, True, False]
+    for original, read in zip(frames, back, strict=True):
+        np.testing.assert_array_equal(read.image, original.image)
+        if original.ood_gt is not None:
+            np.testing.assert_array_equal(read.ood_gt, original.ood_gt)
+        assert read.semantic is None
+
+
+def test_default_start_stamp_is_fixed(tmp_path):
+    write_bag(tmp_path / "a", _frames(1), progress=False)
+    assert [f.stamp_ns for f in read_bag(tmp_path / "a")] == [DEFAULT_START_NS]
+
+
+def test_existing_target_and_overwrite(tmp_path):
+    write_bag(tmp_path / "bag", _frames(1), progress=False)
+    with pytest.raises(BagError, match="exists already"):
+        write_bag(tmp_path / "bag", _frames(2), progress=False)
+    write_bag(tmp_path / "bag", _frames(2), progress=False, overwrite=True)
+    assert len(list(read_bag(tmp_path / "bag"))) == 2
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(BagError, match="not a rosbag2 folder; not overwriting"):
+        write_bag(tmp_path / "plain", _frames(1), progress=False, overwrite=True)
+
+
+def test_bad_frame_or_arguments_leave_no_partial_bag(tmp_path):
+    frames = _frames(3)
+    frames[2].ood_gt = np.zeros((4, 4), np.uint8)
+    with pytest.raises(BagError, match="frame 2 \\(frame_002\\): ood_gt must be 12x20 uint8"):
+        write_bag(tmp_path / "bag", frames, progress=False)
+    assert not (tmp_path / "bag").exists()
+    with pytest.raises(BagError, match="valid: mcap, sqlite3"):
+        write_bag(tmp_path / "bag", frames, storage="rosbag1", progress=False)
+    with pytest.raises(BagError, match="rate must be positive"):
+        write_bag(tmp_path / "bag", frames, rate_hz=0, progress=False)
+    with pytest.raises(BagError, match="no frames"):
+        write_bag(tmp_path / "bag", [], progress=False)
+    assert not (tmp_path / "bag").exists()
+
+
+def test_corrupt_or_missing_bags_raise_bag_error(tmp_path, storage):
+    write_bag(tmp_path / "bag", _frames(3), storage=storage, progress=False)
+    (data,) = [p for p in (tmp_path / "bag").iterdir() if p.name != "metadata.yaml"]
+    raw = data.read_bytes()
+    data.write_bytes(raw[:64] + b"\xde\xad\xbe\xef" * 200)
+    with pytest.raises(BagError) as error:
+        list(read_bag(tmp_path / "bag"))
+    assert str(tmp_path / "bag") in str(error.value) and "\n" not in str(error.value)
+    with pytest.raises(BagError, match="not a rosbag2"):
+        list(read_bag(tmp_path / "missing"))
+    (tmp_path / "bag" / "metadata.yaml").write_text("{not: [valid")
+    with pytest.raises(BagError, match="metadata"):
+        bag_info(tmp_path / "bag")
+
+
+@pytest.fixture
+def cli_main(monkeypatch):
+    """``ood_seg`` with only this command registered: the parser imports every command module it lists."""
+    monkeypatch.setattr(cli, "COMMANDS", {"make-bag": cli.COMMANDS["make-bag"]})
+    return cli.main
+
+
+def test_make_bag_command_from_fixture_dataset(tmp_path, capsys, cli_main):
+    written = make_smiyc(tmp_path / "ot", track="obstacle", unlabeled=("gravel_000003",))
+    out = tmp_path / "ot_bag"
+    code = cli_main(["make-bag", "--dataset", f"smiyc-obstacle:{tmp_path / 'ot'}", "--out", str(out),
+                     "--storage", "sqlite3", "--rate", "2", "--frame-id", "cam",
+                     "--camera-info", "20,20,10,6", "--no-progress"])
+    assert code == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("make-bag: wrote") and "3 frames" in line and "1.00 s" in line
+    info = bag_info(out)
+    assert info.storage == "sqlite3" and info.kind == "obstacle" and info.frame_names == written.names
+    assert info.topics[CAMERA_INFO_TOPIC] == ("sensor_msgs/msg/CameraInfo", 3)
+    assert info.topics[OOD_GT_TOPIC] == ("sensor_msgs/msg/Image", 2)
+    back = list(read_bag(out))
+    assert [f.ood_gt is None for f in back] == [False, False, True]
+    np.testing.assert_array_equal(back[0].ood_gt, written.ood_gt[0])
+
+
+def test_make_bag_command_limits_frames_and_reports_errors(tmp_path, capsys, cli_main):
+    make_smiyc(tmp_path / "at")
+    out = tmp_path / "at_bag"
+    assert cli_main(["make-bag", "--dataset", f"smiyc-anomaly:{tmp_path / 'at'}", "--out", str(out),
+                     "--frames", "2", "--no-progress"]) == 0
+    assert bag_info(out).frame_names == ["validation0000", "validation0001"]
+    assert bag_info(out).kind == "anomaly" and CAMERA_INFO_TOPIC not in bag_info(out).topics
+    capsys.readouterr()
+    assert cli_main(["make-bag", "--dataset", f"smiyc-anomaly:{tmp_path / 'at'}", "--out", str(out),
+                     "--no-progress"]) == 1
+    assert "exists already" in capsys.readouterr().err
+    assert cli_main(["make-bag", "--dataset", "nosuch:/x", "--out", str(tmp_path / "b")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "valid: fishyscapes, lostandfound" in err
+    assert cli_main(["make-bag", "--dataset", f"smiyc-anomaly:{tmp_path / 'at'}", "--seed", "3",
+                     "--out", str(tmp_path / "c")]) == 1
+    assert "--seed does not apply" in capsys.readouterr().err
+    assert cli_main(["make-bag", "--dataset", f"smiyc-anomaly:{tmp_path / 'at'}", "--camera-info", "1,2",
+                     "--out", str(tmp_path / "d")]) == 1
+    assert "fx,fy,cx,cy" in capsys.readouterr().err
