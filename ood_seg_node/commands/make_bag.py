@@ -11,7 +11,8 @@ Examples::
 from __future__ import annotations
 
 import argparse
-import itertools
+
+from ood_seg_node.commands.dataset_options import add_dataset_arguments, open_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,24 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "topics: /camera/image_raw (rgb8), /camera/ood_gt (mono8 0/1/255), /camera/semantic (mono8, "
         "synthetic only), /camera/camera_info (when intrinsics are known)"
     )
-    parser.add_argument("--dataset", required=True, metavar="FORMAT[:ROOT]",
-                        help="'synthetic' or <format>:<root> of a benchmark dataset")
+    add_dataset_arguments(parser, required=True)
     parser.add_argument("--out", required=True, metavar="BAG", help="bag folder to create")
     parser.add_argument("--storage", choices=("mcap", "sqlite3"), default="mcap",
                         help="rosbag2 storage plugin (default: %(default)s)")
     parser.add_argument("--rate", type=float, default=10.0, metavar="HZ",
                         help="frame rate of the stamps, i.e. playback rate (default: %(default)s)")
     parser.add_argument("--frame-id", default="camera", help="header frame_id (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=None, help="synthetic: world seed (default 0)")
-    parser.add_argument("--frames", type=int, default=None, metavar="K",
-                        help="synthetic: sequence length (default 100); real datasets: the first K frames")
-    parser.add_argument("--height", type=int, default=None, help="synthetic: image height (default 256)")
-    parser.add_argument("--width", type=int, default=None, help="synthetic: image width (default 512)")
-    parser.add_argument("--split", default=None, help="lostandfound: test (default) or train")
-    parser.add_argument("--subset", default=None,
-                        help="lostandfound: all (default) or no-known; fishyscapes: lostandfound or static")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="skip frames with missing or corrupt files (with a warning) instead of stopping")
     parser.add_argument("--camera-info", default=None, metavar="FX,FY,CX,CY",
                         help="pinhole intrinsics for /camera/camera_info (overrides the synthetic camera)")
     parser.add_argument("--start-ns", type=int, default=None,
@@ -54,35 +44,15 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from ood_seg_node import bags
-    from ood_seg_node.datasets import open_dataset, parse_dataset_spec
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if args.frames is not None and args.frames <= 0:
-        raise ValueError(f"--frames must be positive, got {args.frames}")
-    name, _ = parse_dataset_spec(args.dataset)
-    synthetic = name == "synthetic"
-    if synthetic:
-        options = {"seed": args.seed, "frames": args.frames, "height": args.height, "width": args.width}
-        wrong = {"--split": args.split, "--subset": args.subset}
-    else:
-        options = {"split": args.split, "subset": args.subset}
-        wrong = {"--seed": args.seed, "--height": args.height, "--width": args.width}
-    given = [flag for flag, value in wrong.items() if value is not None]
-    if given:
-        raise ValueError(f"{', '.join(given)} does not apply to dataset format {name!r}")
-    dataset = open_dataset(args.dataset, skip_bad=args.skip_bad, **options)
-
-    camera = getattr(dataset, "camera", None)
-    if args.camera_info is not None:
-        camera = bags.Intrinsics.parse(args.camera_info)
-    total = len(dataset)
-    frames = iter(dataset)
-    if not synthetic and args.frames is not None:
-        total = min(total, args.frames)
-        frames = itertools.islice(frames, args.frames)
+    camera = bags.Intrinsics.parse(args.camera_info) if args.camera_info is not None else None
+    dataset, frames, total = open_from_args(args)
+    if camera is None:
+        camera = getattr(dataset, "camera", None)
     summary = bags.write_bag(
         args.out,
-        frames,
+        frames(),
         storage=args.storage,
         rate_hz=args.rate,
         frame_id=args.frame_id,
