@@ -316,7 +316,7 @@ def evaluate_frames(
         evaluated += 1
     if not evaluated:
         raise EvaluationError("no frames to evaluate")
-    decoded = _LazyLabels(labels)
+    decoded = CompressedLabels(labels)
     for run in heads.values():
         run.second_pass(decoded, overlays)
         run.kept.clear()
@@ -326,7 +326,7 @@ def evaluate_frames(
                                  **({"shard": f"{index_of_shard}/{shards}"} if sharded else {})})
 
 
-class _LazyLabels(dict):
+class CompressedLabels(dict):
     """PNG-compressed ground truth decoded on access (keeps pass-2 memory small)."""
 
     def __getitem__(self, index: int) -> np.ndarray:

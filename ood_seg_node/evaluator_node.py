@@ -1,0 +1,157 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""``ood_seg_evaluator``: online evaluation during rosbag replay.
+
+Subscribes to the node's ``ood/anomaly_score`` and the bag's ``/camera/ood_gt``, pairs them by exact header
+stamp, accumulates the same metrics as ``ood_seg evaluate`` (:mod:`ood_seg_node.evaluation.runner`),
+publishes a running JSON summary on ``ood/eval_summary`` and writes the report (``metrics.json`` ...) to
+``out_dir`` when it stops (Ctrl-C, SIGTERM, or ``idle_timeout_s`` after the last message).
+
+Component metrics need the run's best-F1 threshold, known only at the end, so each matched frame's score is
+kept as float16 (256x512: 256 KB a frame) unless ``component_threshold`` fixes it up front.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import rclpy
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import String
+
+from ood_seg_node.datasets.base import Frame
+from ood_seg_node.encodings import ImageEncodingError, decode_image
+from ood_seg_node.evaluation.runner import EvaluationRun, HeadRun, CompressedLabels
+
+PENDING_LIMIT = 200  # unmatched messages kept per side; older ones are counted as unmatched
+
+
+def _stamp(msg) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+class EvaluatorNode(Node):
+    """Pairs score maps with ground truth by stamp and accumulates pixel and component metrics."""
+
+    def __init__(self) -> None:
+        super().__init__("ood_seg_evaluator")
+        self.out_dir = Path(self.declare_parameter("out_dir", "ood_eval").value)
+        self.head = str(self.declare_parameter("head", "online").value)
+        kind = str(self.declare_parameter("kind", "obstacle").value)
+        threshold = float(self.declare_parameter("component_threshold", math.nan).value)
+        self.idle_timeout = float(self.declare_parameter("idle_timeout_s", 0.0).value)
+        if kind not in ("obstacle", "anomaly"):
+            raise ValueError(f"invalid kind {kind!r}; valid: obstacle, anomaly")
+        self.run = HeadRun(self.head, kind, None if math.isnan(threshold) else threshold)
+        self.labels = CompressedLabels()
+        self.scores: dict[int, np.ndarray] = {}
+        self.gts: dict[int, np.ndarray] = {}
+        self.unmatched = {"score": 0, "gt": 0}
+        self.matched = 0
+        self.last_message = time.monotonic()
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+        self.create_subscription(Image, "ood/anomaly_score", self.on_score, qos)
+        self.create_subscription(Image, "/camera/ood_gt", self.on_gt, qos)
+        self.summary = self.create_publisher(String, "ood/eval_summary", 10)
+        self.create_timer(1.0, self.tick)
+        self.finished = False
+
+    def _decode(self, msg: Image, expected: str) -> np.ndarray | None:
+        if msg.encoding != expected:
+            self.get_logger().warn(f"ignoring {msg.encoding} image, expected {expected}", throttle_duration_sec=5.0)
+            return None
+        try:
+            return decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data,
+                                is_bigendian=msg.is_bigendian)
+        except ImageEncodingError as error:
+            self.get_logger().warn(f"malformed image skipped: {error}", throttle_duration_sec=5.0)
+            return None
+
+    def on_score(self, msg: Image) -> None:
+        self._arrive(self.scores, self.gts, _stamp(msg), self._decode(msg, "32FC1"), "score", msg.header.frame_id)
+
+    def on_gt(self, msg: Image) -> None:
+        self._arrive(self.gts, self.scores, _stamp(msg), self._decode(msg, "mono8"), "gt", msg.header.frame_id)
+
+    def _arrive(self, mine: dict, theirs: dict, stamp: int, array: np.ndarray | None, side: str,
+                frame_id: str) -> None:
+        self.last_message = time.monotonic()
+        if array is None:
+            return
+        if stamp not in theirs:
+            mine[stamp] = array
+            while len(mine) > PENDING_LIMIT:
+                mine.pop(min(mine))
+                self.unmatched[side] += 1
+            return
+        partner = theirs.pop(stamp)
+        score, gt = (array, partner) if side == "score" else (partner, array)
+        if score.shape != gt.shape:
+            self.get_logger().warn(f"score {score.shape} and gt {gt.shape} differ at stamp {stamp}; skipped")
+            return
+        frame = Frame(np.empty((0, 0, 3), np.uint8), gt, None, name=str(stamp), sequence=frame_id)
+        self.run.add(self.matched, frame, score, None)
+        self.labels[self.matched] = cv2.imencode(".png", gt)[1].tobytes()
+        self.matched += 1
+
+    def tick(self) -> None:
+        summary = {"frames": self.matched, "unmatched_scores": len(self.scores) + self.unmatched["score"],
+                   "unmatched_gt": len(self.gts) + self.unmatched["gt"]}
+        if self.matched:
+            summary.update({k: v for k, v in self.run.pixel.compute().items() if k in ("ap", "auroc", "fpr95")})
+        self.summary.publish(String(data=json.dumps(summary)))
+        idle = time.monotonic() - self.last_message
+        if self.idle_timeout > 0 and self.matched and idle > self.idle_timeout:
+            self.get_logger().info(f"no message for {idle:.1f} s: finishing")
+            self.finish()
+            raise SystemExit(0)
+
+    def finish(self) -> dict | None:
+        """Component pass + report; idempotent."""
+        if self.finished:
+            return None
+        self.finished = True
+        if not self.matched:
+            self.get_logger().warn("no score map matched a ground-truth stamp; nothing written")
+            return None
+        self.run.second_pass(self.labels, keep_worst=0)
+        self.run.kept.clear()
+        unmatched = {"unmatched_scores": len(self.scores) + self.unmatched["score"],
+                     "unmatched_gt": len(self.gts) + self.unmatched["gt"]}
+        results = EvaluationRun({self.head: self.run}, {"source": "online", **unmatched}).write(self.out_dir)
+        self.get_logger().info(
+            f"{self.matched} frames evaluated, {unmatched}: AP {results[self.head]['ap']:.4f} "
+            f"-> {self.out_dir / 'metrics.json'}"
+        )
+        return results
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = EvaluatorNode()
+    except ValueError as error:
+        print(f"ood_seg_evaluator: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
+        pass
+    finally:
+        node.finish()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
