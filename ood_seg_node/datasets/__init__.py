@@ -13,17 +13,17 @@ frame at a time), plus:
 
 Formats and their options:
 
-==================  =========================================  ===========================
-format              root                                       options
-==================  =========================================  ===========================
-``lostandfound``    folder with ``leftImg8bit/``, ``gtCoarse/``  ``split``, ``subset``
-``fishyscapes``     folder with ``LostAndFound/``, ``Static/``   ``subset``
-``roadanomaly``     unpacked ``RoadAnomaly`` folder            --
-``smiyc-anomaly``   ``dataset_AnomalyTrack``                   --
-``smiyc-obstacle``  ``dataset_ObstacleTrack``                  --
-``synthetic``       none, or ``seed=3,frames=20``              ``seed``, ``frames``,
-                                                               ``height``, ``width``
-==================  =========================================  ===========================
+==================  ==============================================  ===================================
+format              root                                            options
+==================  ==============================================  ===================================
+``lostandfound``    folder with ``leftImg8bit/`` and ``gtCoarse/``  ``split``, ``subset``
+``fishyscapes``     folder with ``LostAndFound/`` and ``Static/``   ``subset``
+``roadanomaly``     unpacked ``RoadAnomaly`` folder                 --
+``smiyc-anomaly``   ``dataset_AnomalyTrack``                        --
+``smiyc-obstacle``  ``dataset_ObstacleTrack``                       --
+``synthetic``       none, or ``seed=3,frames=20``                   ``seed``, ``frames``, ``height``,
+                                                                    ``width``
+==================  ==============================================  ===================================
 """
 
 from __future__ import annotations
