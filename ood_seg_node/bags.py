@@ -282,6 +282,7 @@ def write_bag(
     kind: str | None = None,
     source: str | None = None,
     overwrite: bool = False,
+    compress: bool = False,
 ) -> BagSummary:
     """Write frames into a new rosbag2 folder.
 
@@ -298,6 +299,7 @@ def write_bag(
         kind: ``obstacle`` or ``anomaly``, recorded for evaluation (see :mod:`ood_seg_node.datasets`).
         source: free text recorded in ``custom_data`` (e.g. the dataset spec).
         overwrite: replace an existing bag folder.
+        compress: zstd-compress the MCAP chunks (mcap only; transparent to ``ros2 bag play``).
 
     Returns:
         What was written.
@@ -306,13 +308,15 @@ def write_bag(
         BagError: bad arguments, the target exists, a malformed frame, or a storage failure. A bag that
             fails half-way is removed.
     """
-    from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer, WriterError
     from tqdm import tqdm
 
     if storage not in STORAGES:
         raise BagError(f"unknown bag storage {storage!r}; valid: {', '.join(STORAGES)}")
     if not rate_hz > 0:
         raise BagError(f"bag rate must be positive, got {rate_hz}")
+    if compress and storage != "mcap":
+        raise BagError("compression is only available with the mcap storage (chunk compression)")
     path = Path(path)
     _prepare_target(path, overwrite)
     store = typestore()
@@ -324,7 +328,10 @@ def write_bag(
     if total is None and hasattr(frames, "__len__"):
         total = len(frames)  # type: ignore[arg-type]
     try:
-        with Writer(path, version=BAG_VERSION, storage_plugin=plugin) as writer:
+        writer = Writer(path, version=BAG_VERSION, storage_plugin=plugin)
+        if compress:
+            writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        with writer:
             connections: dict[str, Any] = {}
 
             def emit(topic: str, msgtype: str, message: Any, stamp_ns: int) -> None:

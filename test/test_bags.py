@@ -257,3 +257,19 @@ def test_make_bag_command_limits_frames_and_reports_errors(tmp_path, capsys, cli
     assert cli_main(["make-bag", "--dataset", f"smiyc-anomaly:{tmp_path / 'at'}", "--camera-info", "1,2",
                      "--out", str(tmp_path / "d")]) == 1
     assert "fx,fy,cx,cy" in capsys.readouterr().err
+
+
+def test_compressed_mcap_round_trip(tmp_path):
+    from mcap.reader import make_reader
+
+    frames = _frames(3)
+    write_bag(tmp_path / "bag", frames, compress=True, start_ns=START, progress=False)
+    (data,) = (tmp_path / "bag").glob("*.mcap")
+    with data.open("rb") as stream:
+        chunks = make_reader(stream).get_summary().chunk_indexes
+    assert chunks and {chunk.compression for chunk in chunks} == {"zstd"}
+    for original, read in zip(frames, read_bag(tmp_path / "bag"), strict=True):
+        np.testing.assert_array_equal(read.image, original.image)
+        np.testing.assert_array_equal(read.ood_gt, original.ood_gt)
+    with pytest.raises(BagError, match="only available with the mcap storage"):
+        write_bag(tmp_path / "db", frames, storage="sqlite3", compress=True, progress=False)

@@ -31,6 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rate", type=float, default=10.0, metavar="HZ",
                         help="frame rate of the stamps, i.e. playback rate (default: %(default)s)")
     parser.add_argument("--frame-id", default="camera", help="header frame_id (default: %(default)s)")
+    parser.add_argument("--compress", action="store_true",
+                        help="zstd-compress the MCAP chunks (mcap only; ros2 bag play reads them as is)")
     parser.add_argument("--camera-info", default=None, metavar="FX,FY,CX,CY",
                         help="pinhole intrinsics for /camera/camera_info (overrides the synthetic camera)")
     parser.add_argument("--start-ns", type=int, default=None,
@@ -63,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         kind=dataset.kind,
         source=args.dataset,
         overwrite=args.overwrite,
+        compress=args.compress,
     )
     print(f"make-bag: wrote {summary}")
     return 0
