@@ -1,0 +1,297 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""``ood_seg train-head --head dicnet``: distil the frozen segmenter's neck into a light student.
+
+Zhou et al., "Anomaly Discovery in Semantic Segmentation via Distillation Comparison Networks",
+arXiv:2112.09908. The student regresses the teacher's standardised ``neck`` features (MSE) on inlier
+pixels only; after every epoch the score normalisation is recalibrated on inlier validation pixels and
+AP / AUROC / FPR95 are measured on the validation frames. After training, the best checkpoint is analysed
+on the same validation frames for the paper's argument -- the share of *misclassified* inlier pixels that
+DiCNet and MSP flag at their 95 %-TPR thresholds -- and the head's CPU overhead is timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ood_seg_node.checkpoints import save_checkpoint
+from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY, OOD_INLIER
+from ood_seg_node.datasets.base import Frame
+from ood_seg_node.heads.dicnet import DiCNet, feature_discrepancy, new_head
+from ood_seg_node.segmenters import Segmenter, build_segmenter
+from ood_seg_node.training import TRAIN_SEEDS, VAL_SEEDS
+from ood_seg_node.training.common import (
+    Batch,
+    HeadTrainingConfig,
+    RunLog,
+    batches,
+    cosine_lr,
+    seed_everything,
+    synthetic_frames,
+)
+
+DEFAULT_LR = 2e-3
+WEIGHT_DECAY = 1e-4
+STANDARDISER_FRAMES = 64  # teacher maps used for measured standardisation (segmenters without a neck BN)
+
+
+def add_arguments(group: argparse._ArgumentGroup) -> None:
+    """DiCNet-specific flags of ``ood_seg train-head``."""
+    group.add_argument("--dicnet-width", type=float, default=1.0,
+                       help="student width multiplier (1.0 = ~0.37 M parameters for a 64-channel neck)")
+    group.add_argument("--dicnet-bench-runs", type=int, default=20,
+                       help="timed runs for the overhead ratio measured after training (0 = skip)")
+
+
+def inlier_cells(batch: Batch, size: Sequence[int]) -> torch.Tensor:
+    """(B, h, w) bool: neck cells whose every pixel is a labelled inlier (known class, not anomalous).
+
+    A cell touching an anomaly, an ignore pixel or a void semantic pixel (the synthetic world's obstacles
+    are void) is left out, so the student never sees an anomaly as a target.
+    """
+    bad = (batch.ood != OOD_INLIER) | (batch.semantic == IGNORE_INDEX)
+    pooled = F.adaptive_max_pool2d(bad[:, None].float(), tuple(size))[:, 0]
+    return pooled < 0.5
+
+
+def distillation_loss(head: DiCNet, images: torch.Tensor, teacher: torch.Tensor,
+                      mask: torch.Tensor) -> torch.Tensor:
+    """Mean over inlier cells of the per-cell MSE over channels between student and teacher features."""
+    error = feature_discrepancy(head.student_features(images, teacher.shape[-2:]), teacher)
+    return error[mask].mean() if bool(mask.any()) else error.sum() * 0.0
+
+
+@dataclass
+class ValidationPass:
+    """Per-frame outputs of one pass over the validation frames (native resolution, CPU)."""
+
+    discrepancy: list[torch.Tensor] = field(default_factory=list)  # (h, w) raw DiCNet maps
+    msp: list[torch.Tensor] = field(default_factory=list)  # (h', w') 1 - max softmax
+    prediction: list[torch.Tensor] = field(default_factory=list)  # (h', w') argmax trainIds
+    ood: list[np.ndarray] = field(default_factory=list)  # (H, W) uint8 0/1/255
+    semantic: list[np.ndarray] = field(default_factory=list)  # (H, W) uint8 trainIds
+    inlier_values: list[torch.Tensor] = field(default_factory=list)  # raw discrepancy on inlier cells
+
+    def inlier_discrepancy(self) -> torch.Tensor:
+        """Raw discrepancies of every inlier validation cell, flattened."""
+        return torch.cat(self.inlier_values)
+
+
+def validation_pass(segmenter: Segmenter, head: DiCNet, frames: Sequence[Frame], batch_size: int,
+                    device: torch.device) -> ValidationPass:
+    """One forward of segmenter + student per validation frame; everything else is derived from it."""
+    result = ValidationPass()
+    head.eval()
+    with torch.inference_mode():
+        for batch in batches(frames, batch_size, shuffle=False, augment=False):
+            images = batch.images.to(device)
+            out = segmenter.run(images)
+            discrepancy = head.discrepancy(images, out).cpu()
+            logits = out.logits.float().cpu()
+            mask = inlier_cells(batch, discrepancy.shape[-2:])
+            result.inlier_values.append(discrepancy[mask])
+            result.discrepancy.extend(discrepancy)
+            result.msp.extend(1.0 - logits.softmax(dim=1).amax(dim=1))
+            result.prediction.extend(logits.argmax(dim=1))
+            result.ood.extend(batch.ood.numpy().astype(np.uint8))
+            result.semantic.extend(batch.semantic.numpy().astype(np.uint8))
+    return result
+
+
+def _upsample(score: torch.Tensor, size: Sequence[int]) -> np.ndarray:
+    if tuple(score.shape) != tuple(size):
+        score = F.interpolate(score[None, None].float(), size=tuple(size), mode="bilinear",
+                              align_corners=False)[0, 0]
+    return score.numpy().astype(np.float32, copy=False)
+
+
+def dicnet_scores(head: DiCNet, valid: ValidationPass) -> list[np.ndarray]:
+    """Normalised DiCNet scores at label resolution, as the pipeline publishes them."""
+    scores = []
+    for raw, msp, ood in zip(valid.discrepancy, valid.msp, valid.ood, strict=True):
+        score = head.normalise(raw)
+        if score.shape != msp.shape:  # the head scores at the logits' resolution
+            score = F.interpolate(score[None, None], size=msp.shape, mode="bilinear",
+                                  align_corners=False)[0, 0]
+        scores.append(_upsample(score, ood.shape))
+    return scores
+
+
+def pixel_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) -> dict[str, float]:
+    """AP / AUROC / FPR95 and the best-F1 threshold (the head's default mask threshold)."""
+    from ood_seg_node.evaluation import StreamingOODMetrics
+    from ood_seg_node.evaluation.components import best_f1_threshold
+
+    metrics = StreamingOODMetrics()
+    for score, label in zip(scores, labels, strict=True):
+        metrics.update(score, label)
+    result = metrics.compute()
+    return {"ap": result["ap"], "auroc": result["auroc"], "fpr95": result["fpr95"],
+            "threshold": float(best_f1_threshold(metrics))}
+
+
+def misclassified_inlier_fpr(scores: Sequence[np.ndarray], valid: ValidationPass) -> dict[str, float]:
+    """Share of inlier pixels flagged at the threshold that keeps 95 % of anomaly pixels (TPR = 95 %).
+
+    Split into misclassified inlier pixels (prediction != semantic label) and correctly classified ones:
+    the paper's claim is that classifier-based scores flag the former far more than DiCNet does.
+    """
+    anomaly = np.concatenate([s[o == OOD_ANOMALY] for s, o in zip(scores, valid.ood, strict=True)])
+    if anomaly.size == 0:
+        raise ValueError("validation frames hold no anomaly pixel")
+    # the largest threshold with score >= threshold on at least 95 % of anomaly pixels
+    threshold = float(np.sort(anomaly)[int(np.floor(0.05 * anomaly.size))])
+    flagged = {"wrong": 0, "right": 0}
+    total = {"wrong": 0, "right": 0}
+    for score, ood, semantic, prediction in zip(scores, valid.ood, valid.semantic, valid.prediction,
+                                                 strict=True):
+        predicted = prediction.to(torch.uint8).numpy()
+        if predicted.shape != semantic.shape:
+            predicted = F.interpolate(prediction[None, None].float(), size=semantic.shape,
+                                      mode="nearest")[0, 0].to(torch.uint8).numpy()
+        inlier = (ood == OOD_INLIER) & (semantic != IGNORE_INDEX)
+        wrong = predicted != semantic
+        for key, pixels in (("wrong", inlier & wrong), ("right", inlier & ~wrong)):
+            total[key] += int(pixels.sum())
+            flagged[key] += int((score[pixels] >= threshold).sum())
+    return {
+        "threshold_tpr95": threshold,
+        "fpr_misclassified_inliers": flagged["wrong"] / max(total["wrong"], 1),
+        "fpr_correct_inliers": flagged["right"] / max(total["right"], 1),
+        "misclassified_inlier_pixels": total["wrong"],
+        "correct_inlier_pixels": total["right"],
+    }
+
+
+def measure_overhead(segmenter: Segmenter, head: DiCNet, size: tuple[int, int] = (256, 512),
+                     runs: int = 20) -> dict[str, float]:
+    """Median single-thread CPU times (ms) of segmenter forward and student forward + score, and their ratio.
+
+    Both run eager on the same random frame in alternation, so that machine load affects both alike.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    segmenter, head = segmenter.cpu().eval(), head.cpu().eval()
+    image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
+    seg_ms, head_ms = [], []
+    try:
+        with torch.inference_mode():
+            for i in range(runs + 3):
+                start = time.perf_counter()
+                out = segmenter.run(image)
+                middle = time.perf_counter()
+                head.score(image, out)
+                end = time.perf_counter()
+                if i >= 3:  # warm-up runs are not counted
+                    seg_ms.append((middle - start) * 1e3)
+                    head_ms.append((end - middle) * 1e3)
+    finally:
+        torch.set_num_threads(threads)
+    seg, hd = statistics.median(seg_ms), statistics.median(head_ms)
+    return {"segmenter_ms": seg, "head_ms": hd, "overhead_ratio": hd / seg, "runs": runs,
+            "input_size": list(size)}
+
+
+def _standardiser_features(segmenter: Segmenter, frames: Sequence[Frame], batch_size: int,
+                           device: torch.device) -> list[torch.Tensor]:
+    chosen = frames[:: max(1, len(frames) // STANDARDISER_FRAMES)][:STANDARDISER_FRAMES]
+    with torch.inference_mode():
+        return [segmenter.run(b.images.to(device)).features["neck"].float().cpu()
+                for b in batches(chosen, batch_size, shuffle=False, augment=False)]
+
+
+def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """Distil, validate each epoch, keep the best-AP checkpoint at ``<out>/dicnet.pt``; returns a summary."""
+    seed_everything(config.seed)
+    device = torch.device(config.device)
+    out_dir = Path(config.out)
+    width = float(getattr(args, "dicnet_width", 1.0))
+    bench_runs = int(getattr(args, "dicnet_bench_runs", 20))
+    segmenter = build_segmenter(config.segmenter, config.segmenter_checkpoint).to(device).eval()
+    for parameter in segmenter.parameters():
+        parameter.requires_grad_(False)
+    if "neck" not in segmenter.tap_channels:
+        raise ValueError(f"DiCNet distils the 'neck' tap, which segmenter {segmenter.spec} does not expose")
+    train_frames = synthetic_frames(TRAIN_SEEDS[: config.sequences], config.frames_per_sequence,
+                                    config.height, config.width, desc="training frames")
+    val_frames = synthetic_frames(VAL_SEEDS[: config.val_sequences], config.frames_per_sequence,
+                                  config.height, config.width, desc="validation frames")
+    necks = _standardiser_features(segmenter, train_frames, config.batch_size, device)
+    head = new_head(segmenter, necks[0], config.height, width=width, calibration_features=necks).to(device)
+    del necks
+    lr = config.lr or DEFAULT_LR
+    optimizer = torch.optim.AdamW(head.student.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
+    steps_per_epoch = -(-len(train_frames) // config.batch_size)
+    total = steps_per_epoch * config.epochs
+    run_config = {**asdict(config), "lr": lr, "dicnet_width": width, "head_config": head.config}
+    log = RunLog(out_dir, run_config, monitor="val_ap")
+    checkpoint = out_dir / "dicnet.pt"
+    best: dict[str, Any] = {}
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        head.train()
+        running = 0.0
+        bar = tqdm(batches(train_frames, config.batch_size, shuffle=True, augment=True),
+                   total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="batch")
+        for batch in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_lr(step, total, lr, warmup=min(50, total // 10))
+            images = batch.images.to(device)
+            with torch.no_grad():
+                teacher = head.teacher_features(segmenter.run(images))
+            mask = inlier_cells(batch, teacher.shape[-2:]).to(device)
+            loss = distillation_loss(head, images, teacher, mask)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            running += float(loss)
+            step += 1
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+        valid = validation_pass(segmenter, head, val_frames, config.batch_size, device)
+        calibration = head.calibrate(valid.inlier_discrepancy())
+        metrics = pixel_metrics(dicnet_scores(head, valid), valid.ood)
+        summary = {"train_loss": running / steps_per_epoch,
+                   "val_loss": float(valid.inlier_discrepancy().mean()),
+                   "val_ap": metrics["ap"], "val_auroc": metrics["auroc"], "val_fpr95": metrics["fpr95"],
+                   "threshold": metrics["threshold"], "score_centre": calibration["centre"],
+                   "score_scale": calibration["scale"]}
+        if log.record(epoch, **summary):
+            best = {**summary, "epoch": epoch}
+            save_checkpoint(checkpoint, head.state_dict(), kind="head", name="dicnet", config=head.config,
+                            segmenter=segmenter.identity, default_threshold=metrics["threshold"],
+                            metrics={k: summary[k] for k in ("val_ap", "val_auroc", "val_fpr95", "val_loss")},
+                            training=run_config)
+        tqdm.write(f"epoch {epoch}: loss {summary['train_loss']:.4f}  val loss {summary['val_loss']:.4f}  "
+                   f"AP {metrics['ap']:.3f}  AUROC {metrics['auroc']:.3f}  FPR95 {metrics['fpr95']:.3f}")
+    result: dict[str, Any] = {"checkpoint": str(checkpoint), "best": best}
+    result.update(_analyse(segmenter, checkpoint, val_frames, config.batch_size, device, bench_runs,
+                           (config.height, config.width)))
+    (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
+    return result
+
+
+def _analyse(segmenter: Segmenter, checkpoint: Path, frames: Sequence[Frame], batch_size: int,
+             device: torch.device, bench_runs: int, size: tuple[int, int]) -> dict[str, Any]:
+    """The best checkpoint vs MSP on misclassified inlier pixels, and the head's CPU overhead."""
+    head = DiCNet.build(segmenter, str(checkpoint)).to(device)
+    valid = validation_pass(segmenter, head, frames, batch_size, device)
+    scores = {"dicnet": dicnet_scores(head, valid),
+              "msp": [_upsample(s, o.shape) for s, o in zip(valid.msp, valid.ood, strict=True)]}
+    analysis: dict[str, Any] = {"validation": {
+        name: {**pixel_metrics(maps, valid.ood), **misclassified_inlier_fpr(maps, valid)}
+        for name, maps in scores.items()
+    }}
+    if bench_runs > 0:
+        analysis["overhead"] = measure_overhead(segmenter, head, size, bench_runs)
+        segmenter.to(device)
+    return analysis
