@@ -42,7 +42,8 @@ def _randomise_batchnorms(module: nn.Module, seed: int = 0) -> None:
                 n = bn.num_features
                 bn.running_mean.copy_(torch.randn(n, generator=generator) * 0.3)
                 bn.running_var.copy_(torch.rand(n, generator=generator) + 0.5)
-                bn.weight.copy_((torch.rand(n, generator=generator) + 0.5) * torch.sign(torch.randn(n, generator=generator)))
+                sign = torch.sign(torch.randn(n, generator=generator))
+                bn.weight.copy_((torch.rand(n, generator=generator) + 0.5) * sign)
                 bn.bias.copy_(torch.randn(n, generator=generator) * 0.5)
 
 
@@ -207,8 +208,8 @@ def test_train_head_writes_a_checkpoint_the_node_can_build(tmp_path, random_buil
     from ood_seg_node.training.dicnet import train
 
     config = HeadTrainingConfig(head="dicnet", segmenter_checkpoint=random_builtin_checkpoint,
-                                out=str(tmp_path / "run"), sequences=2, frames_per_sequence=2, val_sequences=1,
-                                epochs=1, batch_size=2, height=64, width=128)
+                                out=str(tmp_path / "run"), sequences=2, frames_per_sequence=2,
+                                val_sequences=1, epochs=1, batch_size=2, height=64, width=128)
     summary = train(config, argparse.Namespace(dicnet_width=0.5, dicnet_bench_runs=1))
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     assert len(log["epochs"]) == 1 and math.isfinite(log["epochs"][0]["val_loss"])
