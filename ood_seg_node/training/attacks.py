@@ -136,6 +136,17 @@ def segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, *, reduction: 
     return F.cross_entropy(logits, labels, ignore_index=IGNORE_INDEX, reduction=reduction)
 
 
+def labels_at(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(B, H, W) labels nearest-resampled to ``size``.
+
+    The attack's loss is taken at logit resolution: upsampling 19-channel logits to the label size made
+    the attack ~1.6x slower on CPU, for a gradient of nearly the same sign.
+    """
+    if tuple(labels.shape[-2:]) == tuple(size):
+        return labels
+    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
 def fgsm(segmenter, images: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, *, epsilon: float,
          target: str = "true", noise: float = 0.0, generator: torch.Generator | None = None) -> torch.Tensor:
     """One masked FGSM step on (B, 3, H, W) images in [0, 1]; pixels outside ``mask`` are returned unchanged.
@@ -158,15 +169,15 @@ def fgsm(segmenter, images: torch.Tensor, labels: torch.Tensor, mask: torch.Tens
     x = start.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = segmenter.run(x).logits
+        small = labels_at(labels, tuple(logits.shape[-2:]))
         if target == "random":
-            # one wrong class per image, as the official code does; the step *lowers* its loss
+            # one random class per image, as the official code does; the step *lowers* its loss
             classes = torch.randint(0, NUM_CLASSES, (images.shape[0], 1, 1), generator=generator)
-            goal = classes.to(images.device).expand_as(labels)
-            loss = segmentation_loss(logits, goal)
+            loss = F.cross_entropy(logits, classes.to(images.device).expand_as(small))
         else:
-            if not bool((labels != IGNORE_INDEX).any()):
+            if not bool((small != IGNORE_INDEX).any()):
                 return start.detach()  # nothing labelled: no loss to raise
-            loss = segmentation_loss(logits, labels)
+            loss = F.cross_entropy(logits, small, ignore_index=IGNORE_INDEX)
         (grad,) = torch.autograd.grad(loss, x)
     step = grad.sign() * mask * (epsilon if target == "true" else -epsilon)
     attacked = (start + step).clamp(0.0, 1.0)
