@@ -139,6 +139,24 @@ def test_observer_output_shape_and_range(segmenter, size):
     assert head.architecture()["size"] == size
 
 
+def test_frozen_fast_path_matches_eager_scores(segmenter):
+    torch.manual_seed(1)
+    head = ObsNet(segmenter.tap_channels, "light").eval()
+    for bn in (m for m in head.modules() if isinstance(m, torch.nn.BatchNorm2d)):
+        torch.nn.init.uniform_(bn.running_mean, -0.5, 0.5)  # non-trivial BN, as folding must preserve it
+        torch.nn.init.uniform_(bn.running_var, 0.5, 2.0)
+    images = torch.rand(1, 3, H, W)
+    with torch.inference_mode():
+        out = segmenter.run(images)
+        fast = head.score(images, out)
+        assert any(module is not None for module in head._frozen.values())
+        head.optimise = False
+        eager = head.score(images, out)
+    torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-5)
+    head.train()
+    assert not head._frozen  # weights may change: the frozen copy is dropped
+
+
 def test_full_observer_starts_from_the_segmenter_weights(segmenter):
     head = ObsNet(segmenter.tap_channels, "full")
     assert initialise_from_segmenter(head, segmenter) > 30

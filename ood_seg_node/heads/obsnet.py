@@ -30,6 +30,7 @@ Deviations from the paper, and why:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -127,6 +128,11 @@ class ObsNet(Head):
         self.observer = Observer(SIZES[size], self.tap_channels)
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        # On CPU in eval mode, score() runs a channels-last traced-and-frozen copy (BN folded into the
+        # convolutions): ~1.6x faster than eager for the full observer. Kept per input shape, only when it
+        # reproduces eager outputs, and dropped whenever the weights may change (train(), load_state_dict).
+        self.optimise = True
+        self._frozen: dict[tuple, torch.jit.ScriptModule | None] = {}
 
     def architecture(self) -> dict[str, Any]:
         """What a checkpoint must record to rebuild this observer."""
@@ -156,6 +162,14 @@ class ObsNet(Head):
         head.default_threshold = float(loaded.meta.get("default_threshold", 0.5))
         return head
 
+    def train(self, mode: bool = True) -> ObsNet:
+        self._frozen.clear()
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102
+        self._frozen.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def forward(self, image: torch.Tensor, features: dict[str, torch.Tensor],
                 size: tuple[int, int] | None = None) -> torch.Tensor:
         """(B, 3, H, W) image in [0, 1] and taps -> error logits (B, 1, h, w), resized to ``size``."""
@@ -166,8 +180,56 @@ class ObsNet(Head):
 
     def score(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:
         """Probability that the segmenter is wrong, (B, h, w) at the segmenter's logit resolution."""
+        image = image.float()
         features = {tap: out.features[tap].float() for tap in TAPS}
-        return torch.sigmoid(self(image.float(), features, tuple(out.logits.shape[-2:])))[:, 0]
+        size = tuple(out.logits.shape[-2:])
+        frozen = self._frozen_observer(image, features) if self._can_freeze(image) else None
+        if frozen is None:
+            logits = self(image, features, size)
+        else:
+            logits = frozen(*self._frozen_inputs(image, features))
+            if tuple(logits.shape[-2:]) != size:
+                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(logits)[:, 0]
+
+    def _can_freeze(self, image: torch.Tensor) -> bool:
+        cpu = image.device.type == "cpu"
+        return self.optimise and cpu and not self.training and not torch.is_grad_enabled()
+
+    def _frozen_inputs(self, image: torch.Tensor,
+                       features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        tensors = (image, *(features[tap] for tap in TAPS))
+        return tuple(t.contiguous(memory_format=torch.channels_last) for t in tensors)
+
+    def _frozen_observer(self, image: torch.Tensor,
+                         features: dict[str, torch.Tensor]) -> torch.jit.ScriptModule | None:
+        inputs = self._frozen_inputs(image, features)
+        key = tuple(tuple(t.shape) for t in inputs)
+        if key not in self._frozen:
+            self._frozen[key] = None
+            try:
+                module = _NormalisedObserver(self).to(memory_format=torch.channels_last).eval()
+                with warnings.catch_warnings():  # TorchScript: deprecated upstream, still fastest on CPU
+                    warnings.simplefilter("ignore")
+                    frozen = torch.jit.freeze(torch.jit.trace(module, inputs, check_trace=False))
+                if torch.allclose(frozen(*inputs), module(*inputs), rtol=1e-4, atol=1e-4):
+                    self._frozen[key] = frozen
+            except (RuntimeError, torch.jit.Error):
+                pass
+        return self._frozen[key]
+
+
+class _NormalisedObserver(nn.Module):
+    """Tensor-only wrapper (image, stage1, stage2, stage3, neck) -> logits, for tracing."""
+
+    def __init__(self, head: ObsNet) -> None:
+        super().__init__()
+        self.observer = head.observer
+        self.register_buffer("mean", head.mean.clone(), persistent=False)
+        self.register_buffer("std", head.std.clone(), persistent=False)
+
+    def forward(self, image: torch.Tensor, *taps: torch.Tensor) -> torch.Tensor:
+        return self.observer((image - self.mean) / self.std, dict(zip(TAPS, taps)))
 
 
 def initialise_from_segmenter(head: ObsNet, segmenter: Segmenter) -> int:

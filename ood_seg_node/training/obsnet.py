@@ -14,6 +14,8 @@ from an anomaly: the attacks are its only stand-in for OOD objects, as in the pa
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -228,3 +230,45 @@ def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any
     result = train_observer(segmenter, head, train_frames, val_frames, config, options, log_config=log_config)
     result.pop("losses")
     return {**result, "size": options.size, "attack": options.attack.mode}
+
+
+def overhead_ratio(segmenter: Segmenter, head: ObsNet, *, height: int = 256, width: int = 512,
+                   runs: int = 20) -> dict[str, float]:
+    """Observer time / segmenter forward time on one frame, medians of ``runs`` alternating runs.
+
+    ``eager_*``: both modules in plain eager mode under inference mode (the observer's frozen fast path
+    off). ``pipeline_*``: the node's own :class:`~ood_seg_node.pipeline.Pipeline` timings, segmenter
+    traced and frozen channels-last and the observer's frozen fast path on -- what the node pays.
+    """
+    from ood_seg_node.pipeline import Pipeline
+
+    image = torch.rand(1, 3, height, width)
+    segmenter.eval()
+    head.eval()
+    optimise, head.optimise = head.optimise, False
+    seg_ms, head_ms = [], []
+    with torch.inference_mode():
+        for i in range(runs + 2):
+            started = time.perf_counter()
+            out = segmenter.run(image)
+            segmented = time.perf_counter()
+            head.score(image, out)
+            done = time.perf_counter()
+            if i >= 2:  # the first runs pay for allocation and kernel selection
+                seg_ms.append((segmented - started) * 1e3)
+                head_ms.append((done - segmented) * 1e3)
+    head.optimise = optimise
+    pipeline = Pipeline(segmenter, head, device="cpu", inference_size=(height, width))
+    rgb = (np.random.default_rng(0).random((height, width, 3)) * 255).astype(np.uint8)
+    pipe_seg, pipe_head = [], []
+    for i in range(runs + 2):
+        _, _, timings = pipeline.infer(rgb)
+        if i >= 2:
+            pipe_seg.append(timings["segmenter"])
+            pipe_head.append(timings["head"])
+    result = {"eager_segmenter_ms": statistics.median(seg_ms), "eager_head_ms": statistics.median(head_ms),
+              "pipeline_segmenter_ms": statistics.median(pipe_seg),
+              "pipeline_head_ms": statistics.median(pipe_head)}
+    result["eager_ratio"] = result["eager_head_ms"] / result["eager_segmenter_ms"]
+    result["pipeline_ratio"] = result["pipeline_head_ms"] / result["pipeline_segmenter_ms"]
+    return result
