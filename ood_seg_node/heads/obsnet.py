@@ -30,6 +30,7 @@ Deviations from the paper, and why:
 
 from __future__ import annotations
 
+import copy
 import warnings
 from typing import Any
 
@@ -224,7 +225,9 @@ class _NormalisedObserver(nn.Module):
 
     def __init__(self, head: ObsNet) -> None:
         super().__init__()
-        self.observer = head.observer
+        # a copy: converting the live weights to channels-last under inference mode would turn them into
+        # inference tensors that autograd refuses if training continues
+        self.observer = copy.deepcopy(head.observer)
         self.register_buffer("mean", head.mean.clone(), persistent=False)
         self.register_buffer("std", head.std.clone(), persistent=False)
 

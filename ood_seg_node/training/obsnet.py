@@ -157,6 +157,7 @@ def train_observer(
     Returns the best epoch's metrics, the checkpoint path and the per-step training losses.
     """
     out = Path(config.out)
+    head.optimise = False  # validation scores the live weights; no frozen copy per epoch
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     lr = config.lr or DEFAULT_LR
@@ -208,6 +209,7 @@ def train_observer(
             )
         tqdm.write(f"obsnet epoch {epoch}: loss {summary['train_loss']:.4f}  val AP {metrics['ap']:.4f}  "
                    f"AUROC {metrics['auroc']:.4f}  FPR95 {metrics['fpr95']:.4f}")
+    head.optimise = True
     return {**best, "checkpoint": str(out / CHECKPOINT_NAME), "losses": losses}
 
 
