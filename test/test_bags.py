@@ -273,3 +273,28 @@ def test_compressed_mcap_round_trip(tmp_path):
         np.testing.assert_array_equal(read.ood_gt, original.ood_gt)
     with pytest.raises(BagError, match="only available with the mcap storage"):
         write_bag(tmp_path / "db", frames, storage="sqlite3", compress=True, progress=False)
+
+
+def test_make_bag_command_synthetic(tmp_path, capsys, cli_main):
+    out = tmp_path / "synthetic_bag"
+    assert cli_main(["make-bag", "--dataset", "synthetic", "--seed", "2", "--frames", "3", "--height", "48",
+                     "--width", "96", "--out", str(out), "--no-progress"]) == 0
+    line = capsys.readouterr().out.strip()
+    assert "3 frames" in line and "0.20 s" in line and "4 topics" in line
+    info = bag_info(out)
+    assert info.storage == "mcap" and info.kind == "obstacle" and info.source == "synthetic"
+    assert {topic: count for topic, (_, count) in info.topics.items()} == {
+        IMAGE_TOPIC: 3, OOD_GT_TOPIC: 3, SEMANTIC_TOPIC: 3, CAMERA_INFO_TOPIC: 3}
+    from ood_seg_node.datasets import open_dataset
+
+    expected = list(open_dataset("synthetic", seed=2, frames=3, height=48, width=96))
+    back = list(read_bag(out))
+    assert [f.name for f in back] == [f.name for f in expected]
+    for original, read in zip(expected, back, strict=True):
+        np.testing.assert_array_equal(read.image, original.image)
+        np.testing.assert_array_equal(read.ood_gt, original.ood_gt)
+        np.testing.assert_array_equal(read.semantic, original.semantic)
+    (_, _, _, info_msg), *_ = bags._messages(out, [CAMERA_INFO_TOPIC])
+    camera = open_dataset("synthetic", seed=2, frames=1, height=48, width=96).camera
+    np.testing.assert_allclose(info_msg.k, camera.k.reshape(-1))
+    assert (info_msg.width, info_msg.height) == (96, 48)

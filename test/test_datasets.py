@@ -204,3 +204,23 @@ def test_lostandfound_bad_name_and_empty_split(tmp_path):
 def test_read_rgb_reports_missing_file(tmp_path):
     with pytest.raises(DatasetError, match="image file missing"):
         read_rgb(tmp_path / "absent.png")
+
+
+def test_synthetic_through_the_registry():
+    dataset = open_dataset("synthetic:seed=2,frames=3", height=64, width=128)
+    assert dataset.kind == "obstacle" and dataset.has_semantic is True and len(dataset) == 3
+    assert (dataset.camera.width, dataset.camera.height) == (128, 64)
+    frames = list(dataset)
+    assert [f.index for f in frames] == [0, 1, 2] and len({f.name for f in frames}) == 3
+    for frame in frames:
+        assert frame.image.shape == (64, 128, 3) and frame.semantic.shape == frame.ood_gt.shape == (64, 128)
+        assert set(np.unique(frame.ood_gt)) <= {0, 1, 255}
+    np.testing.assert_array_equal(dataset[1].image, frames[1].image)  # deterministic rendering
+    with pytest.raises(DatasetError, match="given twice"):
+        open_dataset("synthetic:seed=2", seed=3)
+    with pytest.raises(DatasetError, match="not key=<integer>"):
+        open_dataset("synthetic:seed=two")
+    with pytest.raises(DatasetError, match="takes no option 'subset'"):
+        open_dataset("synthetic", subset="all")
+    with pytest.raises(DatasetError, match="frames must be positive"):
+        open_dataset("synthetic", frames=0)
