@@ -155,6 +155,7 @@ def test_frozen_fast_path_matches_eager_scores(segmenter):
     torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-5)
     head.train()
     assert not head._frozen  # weights may change: the frozen copy is dropped
+    head(images, segmenter.run(images).features).mean().backward()  # live weights still trainable
 
 
 def test_full_observer_starts_from_the_segmenter_weights(segmenter):
