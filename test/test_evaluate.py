@@ -80,3 +80,15 @@ def test_sharding_without_a_threshold_and_missing_scores_are_clear_errors(tmp_pa
     (folder / "f001.npy").unlink()
     with pytest.raises(EvaluationError, match="no score file for frame f001"):
         evaluate_frames(lambda: iter(frames), [ScoreFileScorer(folder)], kind="obstacle")
+
+
+def test_score_files_may_drop_the_image_suffix(tmp_path):
+    frames = _frames(2)
+    for frame in frames:
+        frame.name += "_leftImg8bit"
+    folder = tmp_path / "m"
+    folder.mkdir()
+    for frame in frames:
+        np.save(folder / f"{frame.name.removesuffix('_leftImg8bit')}.npy", np.zeros(frame.ood_gt.shape, np.float32))
+    run = evaluate_frames(lambda: iter(frames), [ScoreFileScorer(folder)], kind="obstacle")
+    assert run.results()["m"]["frames"] == 2

@@ -32,6 +32,7 @@ from ood_seg_node.evaluation.report import overlay, write_report
 
 SEQUENCE_BINS = 1 << 12  # per-sequence breakdowns are many; a coarser histogram keeps them small
 PARTIAL_FORMAT = "ood_seg_node.evaluation.partial"
+IMAGE_SUFFIXES = ("_leftImg8bit",)
 
 
 class Scorer(Protocol):
@@ -73,7 +74,13 @@ class ScoreFileScorer:
         self.thresholds = {self.names[0]: math.nan}
 
     def path(self, frame: Frame) -> Path:
-        return self.directory / f"{frame.name}.npy"
+        """``<name>.npy``; benchmarks name Lost&Found / Cityscapes-style frames without the image suffix."""
+        path = self.directory / f"{frame.name}.npy"
+        if not path.is_file():
+            for suffix in IMAGE_SUFFIXES:
+                if frame.name.endswith(suffix) and (self.directory / f"{frame.name[:-len(suffix)]}.npy").is_file():
+                    return self.directory / f"{frame.name[:-len(suffix)]}.npy"
+        return path
 
     def score(self, frame: Frame) -> tuple[dict[str, np.ndarray], np.ndarray | None, dict[str, float]]:
         path = self.path(frame)

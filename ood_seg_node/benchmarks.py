@@ -1,0 +1,95 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""Performance ratios printed by ``ood_seg bench`` (and README's performance section).
+
+Every figure is a ratio of two timings taken in the same run on the same machine, so it says something
+on another machine too; absolute milliseconds are printed alongside for context. Medians of ``repeats``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ood_seg_node.heads import build_head, head_names
+from ood_seg_node.pipeline import Pipeline
+from ood_seg_node.segmenters import Segmenter
+
+
+def median_ms(function: Callable[[], object], repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append((time.perf_counter() - started) * 1e3)
+    return statistics.median(times)
+
+
+def available_heads(segmenter: Segmenter) -> tuple[list, list[str]]:
+    """Every registered head that can be built for ``segmenter`` (trained heads need shipped weights)."""
+    heads, skipped = [], []
+    for name in head_names():
+        try:
+            heads.append(build_head(name, segmenter))
+        except (RuntimeError, ValueError) as error:
+            skipped.append(f"{name} ({str(error).splitlines()[0][:80]})")
+    return heads, skipped
+
+
+def head_overhead(segmenter: Segmenter, sizes: list[tuple[int, int]], repeats: int) -> list[dict]:
+    """Per head and input size: (head + post-processing) time / segmenter forward, at native resolution."""
+    heads, skipped = available_heads(segmenter)
+    rows = []
+    for size in sizes:
+        image = np.random.default_rng(0).integers(0, 256, (*size, 3), dtype=np.uint8)
+        for head in heads:
+            pipeline = Pipeline(segmenter, head, device="cpu", inference_size=size)
+            pipeline.process(image)
+            results = [pipeline.process(image).timings_ms for _ in range(repeats)]
+            forward = statistics.median(r["segmenter"] for r in results)
+            head_ms = statistics.median(r["head"] for r in results)
+            post = statistics.median(r["postprocess"] for r in results)
+            rows.append({"size": f"{size[0]}x{size[1]}", "head": head.name, "segmenter_ms": forward,
+                         "head_ms": head_ms, "post_ms": post, "ratio": (head_ms + post) / forward})
+    for note in skipped:
+        rows.append({"skipped": note})
+    return rows
+
+
+def native_vs_upsampled_scoring(segmenter: Segmenter, size: tuple[int, int], repeats: int) -> dict:
+    """Why scores are computed before upsampling: energy on native logits vs on logits upsampled first."""
+    batch = torch.rand(1, 3, *size)
+    with torch.inference_mode():
+        logits = segmenter.run(batch).logits
+
+        def native():
+            score = -torch.logsumexp(logits, dim=1, keepdim=True)
+            return F.interpolate(score, size=size, mode="bilinear", align_corners=False)
+
+        def upsampled():
+            return -torch.logsumexp(F.interpolate(logits, size=size, mode="bilinear", align_corners=False), dim=1)
+
+        native_ms, upsampled_ms = median_ms(native, repeats), median_ms(upsampled, repeats)
+    return {"size": f"{size[0]}x{size[1]}", "native_ms": native_ms, "upsampled_ms": upsampled_ms,
+            "speedup": upsampled_ms / native_ms}
+
+
+def optimisation_speedup(segmenter: Segmenter, size: tuple[int, int], repeats: int) -> dict:
+    """Segmenter forward: eager contiguous vs channels-last + traced/frozen (outputs checked equal)."""
+    image = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
+    head = build_head("msp", segmenter)
+    timings = {}
+    for optimise in (False, True):
+        pipeline = Pipeline(segmenter, head, device="cpu", inference_size=size, optimize=optimise)
+        pipeline.process(image)
+        timings[optimise] = statistics.median(pipeline.process(image).timings_ms["segmenter"]
+                                              for _ in range(repeats))
+        segmenter.to(memory_format=torch.contiguous_format)
+    return {"size": f"{size[0]}x{size[1]}", "eager_ms": timings[False], "optimised_ms": timings[True],
+            "speedup": timings[False] / timings[True]}

@@ -1,0 +1,77 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""``ood_seg bench``: the performance ratios of README's performance section, measured in one run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--segmenter", default="builtin", help="segmenter spec (default: %(default)s)")
+    parser.add_argument("--segmenter-checkpoint", default="", help="segmenter weights")
+    parser.add_argument("--sizes", default="512x1024,1024x2048", help="input sizes HxW, comma separated")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repetitions per figure (median)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
+    parser.add_argument("--no-node", action="store_true", help="skip the node end-to-end measurement over DDS")
+    parser.add_argument("--frames", type=int, default=30, help="frames sent through the node (default 30)")
+    parser.add_argument("--json", default="", help="also write all figures to this JSON file")
+
+
+def _sizes(text: str) -> list[tuple[int, int]]:
+    try:
+        return [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]  # type: ignore[misc]
+    except ValueError:
+        raise ValueError(f"--sizes must look like 512x1024,1024x2048, got {text!r}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from ood_seg_node import benchmarks
+    from ood_seg_node.segmenters import build_segmenter
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = _sizes(args.sizes)
+    segmenter = build_segmenter(args.segmenter, args.segmenter_checkpoint)
+    figures: dict = {"segmenter": segmenter.identity, "threads": torch.get_num_threads(), "device": "cpu"}
+    print(f"ood_seg bench: segmenter {segmenter.identity}, {torch.get_num_threads()} CPU threads, "
+          "inference at the input size (no resize)")
+
+    print("\n(head + post-processing) / segmenter forward, per head and input size")
+    print(f"{'size':>10} {'head':>9} {'forward ms':>11} {'head ms':>8} {'post ms':>8} {'ratio':>7}")
+    figures["head_overhead"] = benchmarks.head_overhead(segmenter, sizes, args.repeats)
+    for row in figures["head_overhead"]:
+        if "skipped" in row:
+            print(f"  skipped: {row['skipped']}")
+            continue
+        print(f"{row['size']:>10} {row['head']:>9} {row['segmenter_ms']:>11.1f} {row['head_ms']:>8.2f} "
+              f"{row['post_ms']:>8.2f} {row['ratio']:>7.3f}")
+
+    print("\nscoring native logits then upsampling vs upsampling 19-class logits first (energy)")
+    figures["native_scoring"] = [benchmarks.native_vs_upsampled_scoring(segmenter, s, args.repeats) for s in sizes]
+    for row in figures["native_scoring"]:
+        print(f"{row['size']:>10}: native {row['native_ms']:.1f} ms, upsampled-first {row['upsampled_ms']:.1f} ms"
+              f" -> {row['speedup']:.1f}x")
+
+    print("\nsegmenter forward: eager vs channels-last + traced/frozen (equal outputs)")
+    figures["optimisation"] = [benchmarks.optimisation_speedup(segmenter, s, args.repeats) for s in sizes]
+    for row in figures["optimisation"]:
+        print(f"{row['size']:>10}: eager {row['eager_ms']:.1f} ms, optimised {row['optimised_ms']:.1f} ms"
+              f" -> {row['speedup']:.2f}x")
+
+    if not args.no_node:
+        from ood_seg_node.ros_replay import node_latency
+
+        print("\nnode end to end over DDS (publish -> ood/anomaly_score received) vs pipeline compute")
+        figures["node"] = node_latency(segmenter_spec=args.segmenter, checkpoint=args.segmenter_checkpoint,
+                                       sizes=sizes, frames=args.frames)
+        for row in figures["node"]:
+            print(f"{row['size']:>10}: end-to-end p50 {row['e2e_p50_ms']:.1f} ms, pipeline p50 "
+                  f"{row['pipeline_p50_ms']:.1f} ms -> ratio {row['ratio']:.2f} ({row['received']}/{row['sent']} "
+                  "frames received)")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(figures, handle, indent=2)
+    return 0

@@ -1,0 +1,248 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""Replaying frames through the real node over DDS, as ``ros2 bag play`` would: used by the demo and bench.
+
+:class:`NodeProcess` starts ``ood_seg_node`` as a user would (its own process, ``--ros-args``), and
+:class:`Replayer` publishes frames on ``/camera/image_raw`` paced by their stamps, and collects what the node
+publishes by header stamp. Everything stays on this host: :func:`local_ros_environment` sets
+``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and a per-run ``ROS_DOMAIN_ID`` for the replay only (the node
+itself never forces them), plus the shipped Fast DDS large-image profile.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from ood_seg_node.dds import apply_default_profile
+from ood_seg_node.encodings import decode_image
+
+IMAGE_TOPIC = "/camera/image_raw"
+CAMERA_INFO_TOPIC = "/camera/camera_info"
+
+
+def local_ros_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """A copy of the environment confined to this host, with a fresh domain id unless one is set."""
+    env = dict(os.environ if environ is None else environ)
+    env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env.setdefault("ROS_DOMAIN_ID", str(random.randint(5, 94)))
+    apply_default_profile(env)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+class NodeProcess:
+    """``ood_seg_node`` in a subprocess with the given parameters; stopped with SIGINT on exit."""
+
+    def __init__(self, parameters: dict[str, object], env: dict[str, str], *, remap_image: str = IMAGE_TOPIC,
+                 log_path: str | Path | None = None, executable: Sequence[str] | None = None) -> None:
+        self.command = list(executable or [sys.executable, "-m", "ood_seg_node.node"]) + ["--ros-args"]
+        for name, value in parameters.items():
+            text = str(value).lower() if isinstance(value, bool) else str(value)
+            self.command += ["-p", f"{name}:={text}"]
+        self.command += ["-r", f"image:={remap_image}", "-r", f"camera_info:={CAMERA_INFO_TOPIC}"]
+        self.env = env
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(suffix=".log")[1])
+        self.process: subprocess.Popen | None = None
+
+    def __enter__(self) -> NodeProcess:
+        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 -- closed in __exit__
+        self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            tail = self.log().strip().splitlines()[-1:] or ["(no output)"]
+            raise RuntimeError(f"ood_seg_node exited with code {self.process.returncode}: {tail[0]}")
+
+
+@dataclass
+class Received:
+    """What came back for one stamp."""
+
+    score: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    received_at: float = 0.0
+
+
+@dataclass
+class ReplayStats:
+    sent: int = 0
+    sent_at: dict[int, float] = field(default_factory=dict)
+
+
+class Replayer:
+    """An rclpy node publishing camera frames and collecting the node's score maps and labels by stamp."""
+
+    def __init__(self, *, collect_labels: bool = True) -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+        from sensor_msgs.msg import CameraInfo, Image
+
+        if not rclpy.ok():
+            rclpy.init()
+        self._rclpy = rclpy
+        self.node = rclpy.create_node(f"ood_seg_replayer_{os.getpid()}")
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        collect = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        self.image_pub = self.node.create_publisher(Image, IMAGE_TOPIC, reliable)
+        self.info_pub = self.node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable)
+        self.received: dict[int, Received] = {}
+        self._lock = threading.Lock()
+        self.node.create_subscription(Image, "ood/anomaly_score", self._on_score, collect)
+        if collect_labels:
+            self.node.create_subscription(Image, "ood/labels", self._on_labels, collect)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(self.node)
+        self._spinner = threading.Thread(target=self._spin, daemon=True)
+        self._stop = threading.Event()
+        self._spinner.start()
+
+    def _spin(self) -> None:
+        while not self._stop.is_set() and self._rclpy.ok():
+            self.executor.spin_once(timeout_sec=0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._spinner.join(timeout=2)
+        self.executor.remove_node(self.node)
+        self.node.destroy_node()
+
+    def _entry(self, msg) -> Received:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        return self.received.setdefault(stamp, Received())
+
+    def _on_score(self, msg) -> None:
+        array = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        with self._lock:
+            entry = self._entry(msg)
+            entry.score, entry.received_at = array, time.perf_counter()
+
+    def _on_labels(self, msg) -> None:
+        array = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
+        with self._lock:
+            self._entry(msg).labels = array
+
+    def scored(self) -> int:
+        with self._lock:
+            return sum(entry.score is not None for entry in self.received.values())
+
+    def wait_for_node(self, node: NodeProcess | None, timeout: float = 120.0) -> None:
+        """Until the node subscribes to the images and publishes scores to us (model loaded)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if node is not None:
+                node.check_alive()
+            if (self.image_pub.get_subscription_count() > 0
+                    and self.node.count_publishers("ood/anomaly_score") > 0):
+                time.sleep(0.5)  # let the reliable endpoints finish matching both ways
+                return
+            time.sleep(0.1)
+        raise TimeoutError(f"ood_seg_node did not appear within {timeout:.0f} s")
+
+    def play(self, frames: Iterable, *, rate_hz: float, start_ns: int, frame_id: str = "camera",
+             camera_info=None, node: NodeProcess | None = None, drain_s: float = 3.0) -> ReplayStats:
+        """Publish frames at ``rate_hz`` (stamps ``start_ns + i / rate``), then wait for the last results."""
+        from builtin_interfaces.msg import Time
+        from std_msgs.msg import Header
+
+        from ood_seg_node.imaging import array_to_image_msg
+
+        stats = ReplayStats()
+        period = 1.0 / rate_hz
+        started = time.perf_counter()
+        for index, frame in enumerate(frames):
+            stamp = start_ns + int(round(index * 1e9 / rate_hz))
+            header = Header(stamp=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000),
+                            frame_id=frame_id)
+            delay = started + index * period - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            if camera_info is not None:
+                camera_info.header = header
+                self.info_pub.publish(camera_info)
+            message = array_to_image_msg(frame.image, "rgb8", header)
+            stats.sent_at[stamp] = time.perf_counter()
+            self.image_pub.publish(message)
+            stats.sent += 1
+            if node is not None:
+                node.check_alive()
+        deadline = time.perf_counter() + drain_s
+        last_count = -1
+        while time.perf_counter() < deadline:
+            count = self.scored()
+            if count != last_count:
+                deadline = max(deadline, time.perf_counter() + 1.0)
+                last_count = count
+            if count >= stats.sent:
+                break
+            time.sleep(0.05)
+        return stats
+
+
+def node_latency(*, segmenter_spec: str, checkpoint: str, sizes: Sequence[tuple[int, int]], frames: int,
+                 rate_hz: float = 4.0) -> list[dict]:
+    """Per input size: node end-to-end latency (publish -> score received) vs in-process pipeline compute.
+
+    Frames are sent slowly enough that none queues, so the difference is conversion, publishing every
+    output and DDS transport.
+    """
+    import statistics
+
+    from ood_seg_node.datasets.base import Frame
+    from ood_seg_node.pipeline import Pipeline
+
+    env = local_ros_environment()
+    os.environ.update(env)
+    replayer = Replayer(collect_labels=False)
+    rows = []
+    try:
+        for size in sizes:
+            rng = np.random.default_rng(0)
+            images = [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(4)]
+            batch = [Frame(images[i % 4], None, None, name=str(i)) for i in range(frames)]
+            pipeline = Pipeline.from_names(segmenter=segmenter_spec, segmenter_checkpoint=checkpoint, head="msp",
+                                           device="cpu")
+            pipeline.process(images[0])
+            compute = statistics.median(pipeline.process(images[i % 4]).timings_ms["total"] for i in range(frames))
+            replayer.received.clear()
+            parameters = {"head": "msp", "segmenter": segmenter_spec, "reliable_input": True, "device": "cpu"}
+            if checkpoint:
+                parameters["segmenter_checkpoint"] = checkpoint
+            with NodeProcess(parameters, env) as node:
+                replayer.wait_for_node(node)
+                stats = replayer.play(batch, rate_hz=rate_hz, start_ns=1_000_000_000, node=node)
+            latencies = [(entry.received_at - stats.sent_at[stamp]) * 1e3
+                         for stamp, entry in replayer.received.items()
+                         if entry.score is not None and stamp in stats.sent_at]
+            latencies = latencies[2:] or latencies  # the first frames include lazy tracing
+            e2e = statistics.median(latencies) if latencies else float("nan")
+            rows.append({"size": f"{size[0]}x{size[1]}", "e2e_p50_ms": e2e, "pipeline_p50_ms": compute,
+                         "ratio": e2e / compute, "sent": stats.sent, "received": replayer.scored()})
+    finally:
+        replayer.close()
+    return rows
