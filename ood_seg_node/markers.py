@@ -1,0 +1,170 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""Obstacles -> visualization_msgs/MarkerArray, for RViz and for consumers that want objects, not pixels.
+
+Every array starts with a DELETEALL marker, so the previous frame's obstacles vanish even when the count
+drops to zero, then holds one box and one text label per obstacle (namespaces ``ood_obstacles`` and
+``ood_obstacle_labels``, ids 0..n-1, largest obstacle first).
+
+Where the boxes go depends on what is known about the camera:
+
+- with intrinsics (from CameraInfo), the obstacle's foot point (bottom-centre pixel) is intersected with
+  flat ground ``camera_height`` metres below the camera pitched down by ``camera_pitch`` radians; a CUBE
+  of the component's metric width and height stands there, in the camera's optical frame;
+- without them (or for a foot at or above the horizon) the component's pixel box is drawn as a closed
+  LINE_STRIP at ``(u, v, 0) * marker_scale`` metres: the image plane laid out in the camera frame.
+
+Only message packages are imported here (no rclpy), so the layout is unit-testable without a ROS graph.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from builtin_interfaces.msg import Duration
+from geometry_msgs.msg import Point, Pose, Quaternion, Vector3
+from sensor_msgs.msg import CameraInfo
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from ood_seg_node.obstacles import Obstacle, ground_point
+
+BOX_NAMESPACE = "ood_obstacles"
+LABEL_NAMESPACE = "ood_obstacle_labels"
+
+_BOX_COLOR = ColorRGBA(r=1.0, g=0.15, b=0.1, a=0.9)
+_CUBE_COLOR = ColorRGBA(r=1.0, g=0.15, b=0.1, a=0.5)
+_TEXT_COLOR = ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0)
+_LINE_WIDTH_PX = 2.0
+_TEXT_HEIGHT_PX = 14.0
+_TEXT_HEIGHT_M = 0.3
+
+Intrinsics = tuple[float, float, float, float]
+
+
+def intrinsics_from_camera_info(info: CameraInfo, width: int, height: int) -> Intrinsics | None:
+    """(fx, fy, cx, cy) of CameraInfo ``info`` for an image of ``width`` x ``height``, or None.
+
+    A CameraInfo for another resolution (the image was rescaled after calibration) is scaled to the
+    image; an uncalibrated one (``fx`` or ``fy`` zero) gives None.
+    """
+    k = list(info.k)
+    if len(k) != 9 or not all(math.isfinite(v) for v in k) or k[0] <= 0.0 or k[4] <= 0.0:
+        return None
+    sx = width / info.width if info.width else 1.0
+    sy = height / info.height if info.height else 1.0
+    return (k[0] * sx, k[4] * sy, k[2] * sx, k[5] * sy)
+
+
+def obstacle_markers(
+    obstacles: Sequence[Obstacle],
+    header: Header,
+    *,
+    intrinsics: Intrinsics | None = None,
+    camera_height: float = 1.5,
+    camera_pitch: float = 0.0,
+    marker_scale: float = 0.01,
+) -> MarkerArray:
+    """Build the ``ood/obstacles`` MarkerArray for one frame.
+
+    Args:
+        obstacles: the frame's obstacles (pixel coordinates of the published images).
+        header: the input image's header; every marker carries it.
+        intrinsics: (fx, fy, cx, cy) at the published image size; None = image-plane markers.
+        camera_height: camera height above flat ground, metres.
+        camera_pitch: downward pitch of the optical axis, radians.
+        marker_scale: metres per pixel for image-plane markers.
+
+    Returns:
+        DELETEALL, then per obstacle a box (CUBE on the ground or LINE_STRIP in the image plane) and a
+        TEXT_VIEW_FACING label.
+    """
+    array = MarkerArray()
+    array.markers.append(Marker(header=header, action=Marker.DELETEALL))
+    for index, obstacle in enumerate(obstacles):
+        placed = None
+        if intrinsics is not None:
+            placed = _ground_box(obstacle, header, index, intrinsics, camera_height, camera_pitch)
+        if placed is None:
+            placed = _image_plane_box(obstacle, header, index, marker_scale)
+        box, label_position, text_height, distance = placed
+        text = f"anomaly {index}: {obstacle.area} px, score {obstacle.mean_score:.2f}"
+        if distance is not None:
+            text += f", {distance:.1f} m"
+        array.markers.append(box)
+        array.markers.append(
+            Marker(
+                header=header,
+                ns=LABEL_NAMESPACE,
+                id=index,
+                type=Marker.TEXT_VIEW_FACING,
+                action=Marker.ADD,
+                pose=Pose(position=label_position, orientation=Quaternion(w=1.0)),
+                scale=Vector3(z=text_height),
+                color=_TEXT_COLOR,
+                lifetime=Duration(),
+                text=text,
+            )
+        )
+    return array
+
+
+def _image_plane_box(
+    obstacle: Obstacle, header: Header, index: int, scale: float
+) -> tuple[Marker, Point, float, None]:
+    # Pixel edges, not centres, so a one-pixel component still draws a visible square.
+    corners = [(obstacle.x0, obstacle.y0), (obstacle.x1, obstacle.y0), (obstacle.x1, obstacle.y1),
+               (obstacle.x0, obstacle.y1), (obstacle.x0, obstacle.y0)]
+    box = Marker(
+        header=header,
+        ns=BOX_NAMESPACE,
+        id=index,
+        type=Marker.LINE_STRIP,
+        action=Marker.ADD,
+        pose=Pose(orientation=Quaternion(w=1.0)),
+        scale=Vector3(x=_LINE_WIDTH_PX * scale),
+        color=_BOX_COLOR,
+        lifetime=Duration(),
+        points=[Point(x=float(u) * scale, y=float(v) * scale, z=0.0) for u, v in corners],
+    )
+    label = Point(
+        x=(obstacle.x0 + obstacle.x1) / 2.0 * scale,
+        y=(obstacle.y0 - _TEXT_HEIGHT_PX) * scale,  # above the box: image v grows downwards
+        z=0.0,
+    )
+    return box, label, _TEXT_HEIGHT_PX * scale, None
+
+
+def _ground_box(
+    obstacle: Obstacle, header: Header, index: int, intrinsics: Intrinsics, height: float, pitch: float
+) -> tuple[Marker, Point, float, float] | None:
+    foot = ground_point(*obstacle.foot, intrinsics, height, pitch)
+    if foot is None:
+        return None
+    fx, fy, _, _ = intrinsics
+    depth = foot[2]
+    # The component's pixel extent at the foot's depth gives its metric size (an object standing on
+    # the road); its extent along the road is unknown, so the cube is as deep as it is wide.
+    width = max((obstacle.x1 - obstacle.x0) * depth / fx, 0.05)
+    tall = max((obstacle.y1 - obstacle.y0) * depth / fy, 0.05)
+    # World "up" in the pitched optical frame (x right, y down, z forward).
+    up = (0.0, -math.cos(pitch), -math.sin(pitch))
+    centre = [foot[i] + up[i] * tall / 2.0 for i in range(3)]
+    top = [foot[i] + up[i] * (tall + _TEXT_HEIGHT_M) for i in range(3)]
+    box = Marker(
+        header=header,
+        ns=BOX_NAMESPACE,
+        id=index,
+        type=Marker.CUBE,
+        action=Marker.ADD,
+        # Rotating about x by the pitch aligns the cube's y axis with world "down".
+        pose=Pose(
+            position=Point(x=centre[0], y=centre[1], z=centre[2]),
+            orientation=Quaternion(x=math.sin(pitch / 2.0), w=math.cos(pitch / 2.0)),
+        ),
+        scale=Vector3(x=width, y=tall, z=width),
+        color=_CUBE_COLOR,
+        lifetime=Duration(),
+    )
+    distance = math.sqrt(foot[0] ** 2 + foot[1] ** 2 + foot[2] ** 2)
+    return box, Point(x=top[0], y=top[1], z=top[2]), _TEXT_HEIGHT_M, distance
