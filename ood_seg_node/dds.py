@@ -82,3 +82,15 @@ def apply_default_profile(environ: MutableMapping[str, str] | None = None, cwd: 
         return f"shipped Fast DDS profile {PROFILE_FILENAME} not found: images over ~512 KB may be lost"
     environ[profile_env_var(environ)] = str(profile)
     return f"Fast DDS profile {profile} (32 MB shared-memory segment for large images)"
+
+
+def profile_environment(environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> dict[str, str]:
+    """The variables :func:`apply_default_profile` would set, without setting them.
+
+    Launch files pass these to every process they start (``ros2 bag play``, RViz, ...) so that a large
+    image crosses between all of them, not only out of the node.
+    """
+    probe = dict(os.environ if environ is None else environ)
+    before = dict(probe)
+    apply_default_profile(probe, cwd)
+    return {name: value for name, value in probe.items() if before.get(name) != value}
