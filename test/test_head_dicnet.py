@@ -175,10 +175,11 @@ def test_only_inlier_cells_enter_the_loss():
     ood = torch.zeros(1, 8, 8, dtype=torch.long)
     semantic = torch.zeros(1, 8, 8, dtype=torch.long)
     ood[0, 0, 0] = 1  # anomaly in cell (0, 0)
-    ood[0, 7, 7] = 255  # ignore in cell (1, 1)
+    ood[0, 7, 7] = 255  # off-road pixel the anomaly metrics ignore, still a known class: kept
     semantic[0, 0, 7] = 255  # void in cell (0, 1)
+    semantic[0, 6, 1] = 255  # void in cell (1, 0)
     cells = inlier_cells(Batch(torch.zeros(1, 3, 8, 8), semantic, ood), (2, 2))
-    assert cells.tolist() == [[[False, False], [True, False]]]
+    assert cells.tolist() == [[[False, False], [False, True]]]
     # the loss ignores whatever the student does on masked cells
     head = new_head(_builtin(), torch.zeros(1, 64, 2, 2), 8)
     teacher = torch.zeros(1, 64, 2, 2)
@@ -200,7 +201,8 @@ def test_misclassified_inlier_fpr_counts_flagged_wrong_pixels():
     assert result["threshold_tpr95"] == pytest.approx(0.8)
     assert result["fpr_misclassified_inliers"] == pytest.approx(0.5)  # 0.85 flagged, 0.2 not
     assert result["fpr_correct_inliers"] == pytest.approx(1 / 4)  # 0.95 flagged of 0.1, 0.95, 0.1, 0.1
-    assert result["misclassified_inlier_pixels"] == 2
+    assert result["pixels_misclassified_inliers"] == 2
+    assert result["fpr_misclassified_inliers_whole_frame"] == pytest.approx(0.5)
 
 
 def test_train_head_writes_a_checkpoint_the_node_can_build(tmp_path, random_builtin_checkpoint):
