@@ -145,7 +145,9 @@ class _Layout:
 
     def __init__(self, exp: int, jmin: int) -> None:
         self.exp, self.jmin = exp, jmin
-        self.anchored = exp + _SUB_BITS <= -1
+        # Only while the anchors' octaves fit inside their zones (|x - a| < 1/2), and while +-1/2 is still an
+        # exact integer number of linear bins (the magnitude bound that keeps bin numbers exact).
+        self.anchored = -52 <= exp <= -1 - _SUB_BITS
         # Around +-1 octaves finer than the float64 spacing there (2**-52 above 1) would stay empty.
         self.jmin_unit = min(max(jmin, _UNIT_JMIN), exp + _SUB_BITS)
         self.low = self.high = 0

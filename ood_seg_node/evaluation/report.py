@@ -156,7 +156,7 @@ def _plot_curves(path: Path, results: dict[str, dict], curves: dict[str, dict], 
     ax.set_ylim(0, 1.02)
     ax.grid(True, alpha=0.3)
     if drawn:
-        ax.legend(loc="lower right" if roc else "upper right", fontsize="small")
+        ax.legend(loc="lower right" if roc else "lower left", fontsize="small")
     else:
         ax.text(0.5, 0.5, "no curves (a class had no pixels)", ha="center", va="center",
                 transform=ax.transAxes)
