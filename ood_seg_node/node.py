@@ -435,6 +435,9 @@ def main(args: list[str] | None = None) -> int:
         print(f"{NODE_NAME}: error: {_one_line(error)}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
+    except KeyboardInterrupt:  # Ctrl-C while the model loads
+        rclpy.try_shutdown()
+        return 130
     node.get_logger().info(profile_note)
     node.get_logger().info(node.describe())
     try:

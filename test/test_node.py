@@ -26,7 +26,7 @@ from ros_helpers import (
     random_domain_id,
     run_to_exit,
 )
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ood_seg_node.cityscapes import colorize
@@ -198,7 +198,7 @@ def _check_frame(frame: dict[str, Any], stamp: int, frame_id: str, height: int, 
     for marker in markers:
         assert (marker.header.stamp.sec, marker.header.stamp.nanosec, marker.header.frame_id) == (
             stamp, 123, frame_id)
-    boxes = [m for m in markers[1:] if m.type == Marker.LINE_STRIP]  # no camera_info: image-plane boxes
+    boxes = [m for m in markers[1:] if m.type in (Marker.LINE_STRIP, Marker.CUBE)]
     labels_text = [m for m in markers[1:] if m.type == Marker.TEXT_VIEW_FACING]
     assert len(boxes) == len(labels_text) == (len(markers) - 1) // 2
 
@@ -344,6 +344,28 @@ def test_runtime_parameters_take_effect(rig):
         rig.latest_diagnostics(lambda d: d.get("head") == "entropy")
     finally:
         assert all(r.successful for r in rig.set(head="msp", threshold=math.nan))
+
+
+def test_obstacles_are_image_plane_boxes_until_camera_info_puts_them_on_the_ground(rig):
+    assert all(r.successful for r in rig.set(threshold=0.0))  # the whole frame is one obstacle
+    info_pub = rig.graph.node.create_publisher(CameraInfo, "/camera_info", 10)
+    try:
+        stamp = rig.publish_rgb(_rgb(12))
+        assert [m.type for m in rig.outputs.frame(stamp)[OBSTACLES].markers[1:]] == [
+            Marker.LINE_STRIP, Marker.TEXT_VIEW_FACING]
+        info = CameraInfo(width=WIDTH, height=HEIGHT, k=[100.0, 0.0, 80.0, 0.0, 100.0, 60.0, 0.0, 0.0, 1.0])
+        for _ in range(20):  # camera_info is best effort: it may need a few tries after discovery
+            info_pub.publish(info)
+            rig.graph.spin_for(0.1)
+            markers = rig.outputs.frame(rig.publish_rgb(_rgb(12)))[OBSTACLES].markers
+            if markers[1].type == Marker.CUBE:
+                break
+        assert [m.type for m in markers[1:]] == [Marker.CUBE, Marker.TEXT_VIEW_FACING]
+        # Foot at the bottom row (v = 119), 59 px below the horizon, camera 1.5 m high: 1.5 * 100 / 59 ahead.
+        assert markers[1].pose.position.z == pytest.approx(1.5 * 100.0 / 59.0, rel=1e-3)
+    finally:
+        rig.graph.node.destroy_publisher(info_pub)
+        assert all(r.successful for r in rig.set(threshold=math.nan))
 
 
 def test_no_inference_without_subscribers(rig):
