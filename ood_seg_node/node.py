@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import rclpy
+import torch
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
@@ -357,7 +358,10 @@ class OODSegNode(Node):
         pipeline.threshold = float(new.threshold)
         pipeline.min_obstacle_area = int(new.min_obstacle_area)
         with self._lock:
-            self._pipeline, self._config = pipeline, new
+            replaced, self._pipeline, self._config = self._pipeline, pipeline, new
+        if rebuild and replaced.device.type == "cuda":
+            del replaced  # the worker may still hold it for one frame; the cache frees what is unused
+            torch.cuda.empty_cache()
         if any(getattr(new, key) != getattr(old, key) for key in INPUT_KEYS):
             self._subscribe_input(new)
         changed = ", ".join(f"{k}={v!r}" for k, v in changes.items())
