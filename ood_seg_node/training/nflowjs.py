@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from ood_seg_node.checkpoints import load_checkpoint, save_checkpoint
-from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_INLIER
+from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.flows import PatchFlow
 from ood_seg_node.heads.nflowjs import STATE_PREFIX, NFlowJS, js_to_uniform
@@ -149,9 +149,9 @@ def inlier_crops(frames: Sequence[Frame], size: int, count: int, rng: np.random.
                  tries: int = 8) -> torch.Tensor:
     """``count`` random ``size`` px square crops (count, 3, size, size) in [0, 1] free of anomaly pixels.
 
-    A crop is re-drawn up to ``tries`` times until none of its pixels is a (synthetic) anomaly or ignored,
-    so the flow learns the inlier distribution only; crops are taken from the uint8 frames directly, as a
-    float copy of every training frame would not fit a small machine's memory.
+    A crop is re-drawn up to ``tries`` times until none of its pixels is one of the world's anomalies, so
+    the flow learns the inlier distribution (every class, not only the road that ``ood_gt`` marks 0).
+    Crops are cut from the uint8 frames directly: a float copy of every frame would not fit in memory.
     """
     crops = []
     for _ in range(count):
@@ -160,7 +160,7 @@ def inlier_crops(frames: Sequence[Frame], size: int, count: int, rng: np.random.
             height, width = frame.image.shape[:2]
             top, left = int(rng.integers(height - size + 1)), int(rng.integers(width - size + 1))
             window = None if frame.ood_gt is None else frame.ood_gt[top:top + size, left:left + size]
-            if window is None or bool((window == OOD_INLIER).all()):
+            if window is None or not bool((window == OOD_ANOMALY).any()):
                 break
         patch = frame.image[top:top + size, left:left + size]
         if rng.random() < 0.5:
@@ -179,15 +179,16 @@ def pretrain_flow(flow: PatchFlow, frames: Sequence[Frame], options: NFlowJSOpti
     bar = tqdm(range(options.flow_steps), desc="flow pre-training", unit="step")
     for step in bar:
         for group in optimizer.param_groups:
-            group["lr"] = cosine_lr(step, options.flow_steps, options.flow_lr, warmup=20)
+            group["lr"] = cosine_lr(step, options.flow_steps, options.flow_lr,
+                                    warmup=max(1, min(20, options.flow_steps // 10)))
         crops = inlier_crops(frames, options.flow_crop, options.flow_batch, rng).to(device)
         loss = flow.bits_per_dim(crops)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(flow.parameters(), 50.0)
         optimizer.step()
-        history.append(float(loss))
-        bar.set_postfix(bpd=f"{float(loss):.3f}")
+        history.append(loss.item())
+        bar.set_postfix(bpd=f"{history[-1]:.3f}")
     return history
 
 
@@ -382,6 +383,7 @@ def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any
     optimizer = torch.optim.Adam(groups)
     steps_per_epoch = -(-len(train_frames) // config.batch_size)
     total = steps_per_epoch * config.epochs
+    warmup = max(1, min(10, total // 10))
     step = 0
     best: dict[str, Any] = {}
     for epoch in range(1, config.epochs + 1):
@@ -394,9 +396,10 @@ def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any
                    total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="batch")
         for batch in bar:
             for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, group["base"], warmup=10)
+                group["lr"] = cosine_lr(step, total, group["base"], warmup=warmup)
             images, semantic = batch.images.to(device), batch.semantic.to(device)
-            semantic = semantic.masked_fill(batch.ood.to(device) != OOD_INLIER, IGNORE_INDEX)
+            # the world's own obstacles are never learnt (already void in ``semantic``; made sure here)
+            semantic = semantic.masked_fill(batch.ood.to(device) == OOD_ANOMALY, IGNORE_INDEX)
             images, semantic, negative = paste_negatives(images, semantic, options, flow, rng)
             logits = segmenter.run(images).logits
             logits = F.interpolate(logits, size=semantic.shape[-2:], mode="bilinear", align_corners=False)
@@ -414,9 +417,10 @@ def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any
                 torch.nn.utils.clip_grad_norm_(flow.parameters(), 50.0)
             optimizer.step()
             step += 1
-            for key, value in (("loss", loss), ("ce", ce), ("js", js), ("nll", nll)):
-                sums[key] += float(value)
-            bar.set_postfix(ce=f"{float(ce):.3f}", js=f"{float(js):.3f}", nll=f"{float(nll):.2f}")
+            values = {"loss": loss.item(), "ce": ce.item(), "js": js.item(), "nll": nll.item()}
+            for key, value in values.items():
+                sums[key] += value
+            bar.set_postfix(ce=f"{values['ce']:.3f}", js=f"{values['js']:.3f}", nll=f"{values['nll']:.2f}")
         metrics = validate(segmenter, val_frames, config.batch_size, device)
         summary = {**{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
                    **{f"val_{k}": v for k, v in metrics.items()}}
