@@ -254,7 +254,6 @@ def test_short_training_reduces_the_losses():
 
 
 def test_train_head_end_to_end(tmp_path):
-    pytest.importorskip("ood_seg_node.datasets.synthetic")  # the synthetic world is written concurrently
     from ood_seg_node.training.common import HeadTrainingConfig
     from ood_seg_node.training.rpl import train
 

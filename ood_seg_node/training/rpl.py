@@ -315,8 +315,9 @@ def train(config: HeadTrainingConfig, args: Any) -> dict[str, Any]:
             optimizer.step()
             step += 1
             for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value)
-            bar.set_postfix(loss=f"{float(losses['total']):.3f}", energy=f"{float(losses['energy']):.2f}")
+                sums[key] = sums.get(key, 0.0) + float(value.detach())
+            bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}",
+                            energy=f"{float(losses['energy'].detach()):.2f}")
         train_metrics = {f"train_{k}": v / max(1, steps_per_epoch) for k, v in sums.items()}
         val = evaluate_head(segmenter, head, val_frames, batch_size=config.batch_size)
         val_metrics = {f"val_{k}": float(v) for k, v in val.items()}
