@@ -103,9 +103,9 @@ def test_temporal_coherence(seq: SyntheticSequence) -> None:
 
 def test_obstacles_grow_as_the_car_approaches() -> None:
     growing = shrinking = 0
-    for seed in (0, 1, 2, 3):
-        s = SyntheticSequence(seed, 64, height=H, width=W)
-        areas = [int((s[i].ood_gt == 1).sum()) for i in range(0, 64, 3)]  # 2.4 m closer per step
+    for seed in (0, 1, 2):  # the first obstacles always lie 12-35 m ahead of the start
+        s = SyntheticSequence(seed, 40, height=H, width=W)
+        areas = [int((s[i].ood_gt == 1).sum()) for i in range(0, 40, 3)]  # 2.4 m closer per step
         for a, b in zip(areas, areas[1:], strict=False):
             if a >= 8 and b >= 8:
                 growing += b > a

@@ -125,7 +125,7 @@ def _crack_texture(rng: np.random.Generator, size: int, count: int) -> np.ndarra
                     [np.round(pts_arr + (dx, dy)).astype(np.int32)],
                     False,
                     255,
-                    int(rng.integers(1, 3)),
+                    1,
                     cv2.LINE_AA,
                 )
     return img.astype(np.float32) / 255.0
@@ -278,8 +278,15 @@ def _hsv(h: float, s: float, v: float) -> tuple[float, float, float]:
     return colorsys.hsv_to_rgb(h % 1.0, min(max(s, 0.0), 1.0), min(max(v, 0.0), 1.0))
 
 
-def _jitter(rng: np.random.Generator, c: tuple[float, float, float], amount: float = 0.05) -> tuple:
-    return tuple(float(np.clip(x * (1 + rng.normal(0, amount)), 0, 1)) for x in c)
+def _rgb(c: np.ndarray) -> tuple[float, float, float]:
+    return float(c[0]), float(c[1]), float(c[2])
+
+
+def _jitter(
+    rng: np.random.Generator, c: tuple[float, float, float], amount: float = 0.05
+) -> tuple[float, float, float]:
+    """A colour with each channel scaled by its own random factor (hue and brightness both vary)."""
+    return _rgb(np.clip(np.asarray(c) * (1 + rng.normal(0, amount, 3)), 0, 1))
 
 
 def _box_faces(
@@ -289,7 +296,7 @@ def _box_faces(
     width: float,
     y0: float,
     y1: float,
-    mats: dict[str, _Part | None],
+    mats: dict[str, _Part | list[_Part]],
     *,
     obstacle: bool = False,
 ) -> list[_Face]:
@@ -311,10 +318,11 @@ def _box_faces(
     faces = []
     for name, (o, au, av, ulen, va, vb) in specs.items():
         tpl = mats.get(name)
-        if tpl is None:
+        if not isinstance(tpl, _Part):
             continue
+        extra = mats.get(name + "+", [])
         parts = [_Part([_rect(0, va, ulen, vb)], tpl.material, tpl.label, tpl.normal)]
-        parts += mats.get(name + "+", None) or []  # type: ignore[operator]
+        parts += extra if isinstance(extra, list) else [extra]
         faces.append(_Face(o, au, av, parts, cull=True, obstacle=obstacle))
     return faces
 
@@ -363,7 +371,7 @@ def _shade(
         n2 = _sample(tex.coarse, u / 0.25, v / 0.25)
         col = c1[None] * (0.65 + 0.25 * n + 0.2 * n2)[:, None]
         col = np.where((n2 > 0.9)[:, None], col * np.asarray(c2, np.float32)[None] / max(c1.max(), 1e-3), col)
-        alpha = (n * 0.6 + n2) > -1.7
+        alpha = (n * 0.6 + n2) > -2.1
     elif kind == "glass":
         top = mat.extra[0] if mat.extra else 1.0
         w = np.clip((v - 0.0) / max(top, 1e-3), 0, 1)[:, None]
@@ -1116,11 +1124,11 @@ def _vehicle_faces(
                 "back": p(blank, body),
                 "back+": rear,
                 "front": p(blank, body),
-                "front+": front,  # type: ignore[dict-item]
+                "front+": front,
                 "left": p(blank, body),
                 "left+": wheels,
                 "right": p(blank, body),
-                "right+": wheels,  # type: ignore
+                "right+": wheels,
                 "top": p(blank, body),
             },
         )
@@ -1133,12 +1141,30 @@ def _vehicle_faces(
             0.9 * W,
             y1,
             cab_top,
-            {k: p(blank, glass) for k in ("back", "front", "left", "right")},
+            {k: p(blank, body) for k in ("back", "front", "left", "right")},
         )
         cab += _box_faces(cab_c, yaw, 0.42 * L, 0.86 * W, y1, cab_top + 0.02, {"top": p(blank, body)})
-        for f in cab[2:4]:  # side windows: trapezoids with body-coloured pillars below
-            ln = 0.52 * L
-            f.parts = [p([np.array([[0, y1], [ln, y1], [ln - 0.35, cab_top], [0.35, cab_top]])], glass)]
+        ln, wc = 0.52 * L, 0.9 * W
+        for f in cab[:2]:  # rear and front screens inside body-coloured pillars
+            f.parts.append(p([_rect(0.1, y1 + 0.04, wc - 0.1, cab_top - 0.07)], glass))
+            f.refresh()
+        for f in cab[2:4]:  # side windows: trapezoids inside a body-coloured frame
+            f.parts = [
+                p([np.array([[0, y1], [ln, y1], [ln - 0.35, cab_top], [0.35, cab_top]])], body),
+                p(
+                    [
+                        np.array(
+                            [
+                                [0.1, y1 + 0.04],
+                                [ln - 0.1, y1 + 0.04],
+                                [ln - 0.4, cab_top - 0.05],
+                                [0.4, cab_top - 0.05],
+                            ]
+                        )
+                    ],
+                    glass,
+                ),
+            ]
             f.refresh()
         faces += cab
         height = cab_top
@@ -1290,13 +1316,13 @@ class _Builder:
         w.shadow_strength = 0.0 if w.overcast else 1.0
         if r.random() < 0.2:
             w.fog = r.uniform(0.01, 0.035)
-            w.sky_zenith = tuple(0.4 * np.array(w.sky_zenith) + 0.6 * np.array(w.sky_horizon))  # type: ignore
+            w.sky_zenith = _rgb(0.4 * np.array(w.sky_zenith) + 0.6 * np.array(w.sky_horizon))
         else:
             w.fog = r.uniform(0.0015, 0.005)
-        w.fog_color = tuple(float(x) for x in np.array(w.sky_horizon) * r.uniform(0.9, 1.0))  # type: ignore
+        w.fog_color = _rgb(np.array(w.sky_horizon) * r.uniform(0.9, 1.0))
         w.wet = float(r.uniform(0.4, 1.0)) if r.random() < 0.25 else 0.0
         w.exposure = r.uniform(0.8, 1.15)
-        w.white_balance = tuple(float(x) for x in 1 + r.normal(0, 0.03, 3))  # type: ignore
+        w.white_balance = _rgb(1 + r.normal(0, 0.03, 3))
         g = r.uniform(0.27, 0.42)
         w.asphalt = _hsv(
             r.uniform(0.55, 0.7) if r.random() < 0.6 else r.uniform(0.05, 0.12), r.uniform(0, 0.08), g
@@ -1939,6 +1965,7 @@ class _Builder:
                 )
             )
         for z in np.arange(r.uniform(0, 30), self.z_end, r.uniform(15, 60)):
+            shade = r.uniform(0.7, 1.2)
             ws, ls = r.uniform(0.5, 3.5), r.uniform(1.0, 8.0)
             s = r.uniform(lo, hi - ws)
             w.decals.append(
@@ -1948,7 +1975,7 @@ class _Builder:
                     s + ws,
                     float(z),
                     float(z) + ls,
-                    tuple(float(c) * r.uniform(0.7, 1.2) for c in w.asphalt),
+                    tuple(float(c) * shade for c in w.asphalt),
                 )
             )
         for z in np.arange(r.uniform(0, 20), self.z_end, r.uniform(8, 40)):
@@ -2123,12 +2150,12 @@ class _Renderer:
         elc = np.maximum(el, 0.0)
         azb = np.broadcast_to(az, (r0, cam.width))
         elb = np.broadcast_to(elc, (r0, cam.width))
-        n = _sample(tex.coarse, azb * (_TEX * 2 / (2 * math.pi)), 6.0 / (elb + 0.04)) + 0.5 * _sample(
-            tex.band, azb * (_TEX * 8 / (2 * math.pi)), 20.0 / (elb + 0.04)
+        n = _sample(tex.coarse, azb * (_TEX * 2 / (2 * math.pi)), 8.0 / (elb + 0.05)) + 0.25 * _sample(
+            tex.band, azb * (_TEX * 4 / (2 * math.pi)), 20.0 / (elb + 0.05)
         )
-        cover = np.clip((n - (1.5 - 3.0 * w.clouds)) * 0.7, 0, 1) * _smooth(elc / 0.03)
-        cloud = np.asarray((0.93, 0.93, 0.95) if not w.overcast else (0.8, 0.8, 0.82), np.float32)
-        cloud_col = cloud * (0.8 + 0.2 * np.clip(n, -1, 1))[..., None]
+        cover = _smooth((n - (1.6 - 3.0 * w.clouds)) * 0.5) * _smooth(elc / 0.03)
+        cloud = np.asarray((0.95, 0.95, 0.96) if not w.overcast else (0.78, 0.78, 0.8), np.float32)
+        cloud_col = cloud * (0.88 + 0.12 * np.clip(n - 1.0, -1, 1) + 0.1 * _smooth(elc / 0.3))[..., None]
         col += (cloud_col - col) * cover[..., None]
         nb = w.backdrop_h.size
         bins = ((az[0] + math.pi) / (2 * math.pi) * nb).astype(np.int64) % nb
@@ -2197,10 +2224,10 @@ class _Renderer:
         coarse = _sample(tex.coarse, s / 0.15, big_z / 0.15)
         coarse2 = _sample(tex.coarse, big_z / 0.11 + 50, s / 0.11 + 90)
         f_road = (1 + 0.05 * noise + 0.05 * coarse) * (1 - 0.12 * _smooth((coarse2 - 1.0) * 3))
-        cw = np.clip(2.0 - foot[:, 0] / 0.08, 0, 1)
+        cw = np.clip(2.0 - foot[:, 0] / 0.06, 0, 1)
         ra = int(np.argmax(cw > 0)) if cw[-1] > 0 else len(cw)
         if ra < len(cw):
-            f_road[ra:] *= 1 - 0.45 * cw[ra:, None] * _sample(tex.cracks, s[ra:] / 0.04, big_z[ra:] / 0.04)
+            f_road[ra:] *= 1 - 0.35 * cw[ra:, None] * _sample(tex.cracks, s[ra:] / 0.03, big_z[ra:] / 0.03)
         sl = np.mod(s - w.s_ego + w.lane_w / 2, w.lane_w) - w.lane_w / 2  # lateral offset within a lane
         f_road *= 1 - 0.07 * np.exp(-((sl / 0.35) ** 2)) + 0.03 * np.exp(-(((np.abs(sl) - 0.85) / 0.25) ** 2))
         # pavement tiles with joints, curb band, grass
