@@ -108,16 +108,24 @@ def _local_slot(d: np.ndarray, exp: int, jmin: np.ndarray | int) -> np.ndarray:
     positive ones, all bins half-open ``[lower, upper)``. Bin ``i`` has two slots: ``2i`` for values exactly
     on its lower edge (0, 1, -1, integers, ... are always exact ties this way) and ``2i + 1`` for the rest.
     """
-    mantissa, exponent = np.frexp(d)
+    mantissa, octave = np.frexp(d)  # d = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
     negative = d < 0
     # Octave j with 2**j <= |d| < 2**(j+1); for negatives 2**j < |d| <= 2**(j+1), so that -2**j starts a bin.
-    octave = exponent.astype(np.int64) - 1
+    octave -= 1
     octave -= negative & (mantissa == -0.5)
-    octave = np.clip(np.where(mantissa == 0, jmin, octave), jmin, exp + _SUB_BITS)
+    zero = mantissa == 0
+    if zero.any():
+        octave[zero] = jmin[zero] if isinstance(jmin, np.ndarray) else jmin
+    np.maximum(octave, jmin, out=octave)
+    np.minimum(octave, exp + _SUB_BITS, out=octave)
     scaled = np.ldexp(d, _SUB_BITS - octave)  # exact: a power-of-two scaling
     whole = np.floor(scaled)
-    offset = (octave - jmin) * _SUB
-    slot = whole.astype(np.int64) + np.where(negative, -offset, offset)
+    offset = octave.astype(np.int64)
+    offset -= jmin
+    offset *= _SUB
+    np.negative(offset, out=offset, where=negative)
+    slot = whole.astype(np.int64)
+    slot += offset
     slot <<= 1
     slot += whole != scaled
     return slot
@@ -166,12 +174,16 @@ class _Layout:
         """Absolute slot (int64) of each float64 score; monotone."""
         if not self.anchored:
             return _local_slot(x, self.exp, self.jmin)
-        zone = (x >= 0.5).astype(np.int8) - (x < -0.5)
-        if not zone.any():
+        # Zone number 0, 1, 2 for anchors -1, 0, +1 (split at -1/2 and +1/2).
+        zone = (x >= -0.5).view(np.int8) + (x >= 0.5).view(np.int8)
+        if not (zone != 1).any():
             return _local_slot(x, self.exp, self.jmin)
-        # x - zone is exact: |x| < 2**(exp + 53) keeps every score a multiple of the 2**exp grid spacing.
-        slot = _local_slot(x - zone, self.exp, np.where(zone == 0, self.jmin, self.jmin_unit))
-        slot += np.where(zone == 0, 0, np.where(zone > 0, self.offset_high, self.offset_low))
+        # x - anchor is exact: |x| < 2**(exp + 53) keeps every score a multiple of the 2**exp grid spacing.
+        anchor = zone - np.int8(1)
+        jmins = np.array([self.jmin_unit, self.jmin, self.jmin_unit], dtype=np.int32)
+        offsets = np.array([self.offset_low, 0, self.offset_high], dtype=np.int64)
+        slot = _local_slot(x - anchor, self.exp, jmins[zone])
+        slot += offsets[zone]
         return slot
 
     def lower(self, slot: np.ndarray) -> np.ndarray:

@@ -202,7 +202,7 @@ def overlay(image: np.ndarray, score: np.ndarray, gt: np.ndarray | None = None,
         image: HxWx3 uint8 RGB (or HxW grey).
         score: HxW finite scores; colours are normalised between the map's 1st and 99th percentile.
         gt: optional HxW 0/1/255 ground truth; anomaly (1) outlines are drawn in green.
-        threshold: when given, the heat map is blended only where ``score >= threshold``.
+        threshold: when given (and finite), the heat map is blended only where ``score >= threshold``.
         alpha: heat-map opacity.
         cmap: matplotlib colormap name.
 
@@ -231,7 +231,7 @@ def overlay(image: np.ndarray, score: np.ndarray, gt: np.ndarray | None = None,
     norm = np.clip((np.where(finite, score, lo) - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
     heat = matplotlib.colormaps[cmap](norm)[..., :3] * 255.0
     weight = np.full(score.shape, alpha)
-    if threshold is not None:
+    if threshold is not None and math.isfinite(threshold):
         weight = np.where(score >= threshold, alpha, 0.0)
     out = base * (1 - weight[..., None]) + heat * weight[..., None]
     if gt is not None:
