@@ -62,15 +62,26 @@ def to_batch(frames: Sequence[Frame], *, flip: Sequence[bool] | None = None) -> 
     return Batch(torch.stack(images).float() / 255.0, torch.stack(semantic), torch.stack(ood))
 
 
-def batches(frames: Sequence[Frame], batch_size: int, *, shuffle: bool, augment: bool) -> Iterator[Batch]:
-    """One epoch of batches; augmentation is a horizontal flip (the world is left/right symmetric)."""
+def batches(frames: Sequence[Frame], batch_size: int, *, shuffle: bool, augment: bool,
+            crop: tuple[int, int] | None = None) -> Iterator[Batch]:
+    """One epoch of batches; augmentation is a horizontal flip (the world is left/right symmetric).
+
+    ``crop`` (H, W) cuts one random window per batch, at full scale, to make CPU training steps cheaper.
+    """
     order = list(range(len(frames)))
     if shuffle:
         random.shuffle(order)
     for start in range(0, len(order), batch_size):
         chosen = [frames[i] for i in order[start:start + batch_size]]
         flips = [random.random() < 0.5 for _ in chosen] if augment else None
-        yield to_batch(chosen, flip=flips)
+        batch = to_batch(chosen, flip=flips)
+        if crop is not None:
+            height, width = batch.semantic.shape[-2:]
+            top = random.randint(0, max(0, height - crop[0]))
+            left = random.randint(0, max(0, width - crop[1]))
+            window = (slice(None), slice(top, top + crop[0]), slice(left, left + crop[1]))
+            batch = Batch(batch.images[(slice(None), *window)], batch.semantic[window], batch.ood[window])
+        yield batch
 
 
 def cosine_lr(step: int, total: int, base: float, warmup: int = 50) -> float:
