@@ -247,7 +247,7 @@ def test_short_training_reduces_the_losses():
         optimizer.zero_grad()
         losses["total"].backward()
         optimizer.step()
-        history.append({k: float(v) for k, v in losses.items()})
+        history.append({k: float(v.detach()) for k, v in losses.items()})
     assert history[-1]["total"] < 0.7 * history[0]["total"]
     assert history[-1]["energy"] < history[0]["energy"]
     assert history[-1]["corocl"] < history[0]["corocl"]
