@@ -21,7 +21,8 @@ setup(
         (f"share/{package_name}", ["package.xml"]),
         (f"share/{package_name}/launch", glob("launch/*.launch.py")),
         (f"share/{package_name}/config", glob("config/*.yaml") + glob("config/*.rviz") + glob("config/*.xml")),
-        (f"share/{package_name}/weights", glob(f"{package_name}/weights/*.pt") + glob(f"{package_name}/weights/*.json")),
+        (f"share/{package_name}/weights",
+         glob(f"{package_name}/weights/*.pt") + glob(f"{package_name}/weights/*.json")),
     ],
     # rclpy and the message packages come from the ROS distribution (or the ros-* wheels in a venv),
     # and torch/torchvision from the platform's build, so they are deliberately not install_requires.

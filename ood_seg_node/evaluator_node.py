@@ -29,7 +29,7 @@ from std_msgs.msg import String
 
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.encodings import ImageEncodingError, decode_image
-from ood_seg_node.evaluation.runner import EvaluationRun, HeadRun, CompressedLabels
+from ood_seg_node.evaluation.runner import CompressedLabels, EvaluationRun, HeadRun
 
 PENDING_LIMIT = 200  # unmatched messages kept per side; older ones are counted as unmatched
 
