@@ -336,9 +336,13 @@ def _hash2(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def _shade(
-    mat: _Material, u: np.ndarray, v: np.ndarray, tex: _Textures
+    mat: _Material, u: np.ndarray, v: np.ndarray, tex: _Textures, px_m: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Colour (N,3 float32) and optional opacity (N bool) of a material at surface coordinates (metres)."""
+    """Colour (N,3 float32) and optional opacity (N bool) of a material at surface coordinates (metres).
+
+    ``px_m`` is the size of a pixel on the surface; see-through patterns (foliage gaps, fence mesh, slats)
+    finer than a few pixels are drawn opaque, as annotators label them, instead of as aliasing speckle.
+    """
     c1, c2 = mat.c1, mat.c2
     kind = mat.kind
     if u.size < 12 and kind in ("plain", "mix", "facade", "glass", "leaves"):  # too small to show texture
@@ -371,7 +375,7 @@ def _shade(
         n2 = _sample(tex.coarse, u / 0.25, v / 0.25)
         col = c1[None] * (0.65 + 0.25 * n + 0.2 * n2)[:, None]
         col = np.where((n2 > 0.9)[:, None], col * np.asarray(c2, np.float32)[None] / max(c1.max(), 1e-3), col)
-        alpha = (n * 0.6 + n2) > -2.1
+        alpha = (n * 0.6 + n2) > -2.1 if px_m < 0.02 else None
     elif kind == "glass":
         top = mat.extra[0] if mat.extra else 1.0
         w = np.clip((v - 0.0) / max(top, 1e-3), 0, 1)[:, None]
@@ -381,6 +385,8 @@ def _shade(
         fu, fv = u / p - np.floor(u / p), v / p - np.floor(v / p)
         alpha = (fu < bar) | (fv < bar) | (v < 0.06) | (v > top - 0.06) | ((u % 2.5) < 0.06)
         col = c1[None] * (1 + mat.noise * n)[:, None]
+        if px_m > p / 3:
+            col, alpha = col * 0.75, None
     elif kind == "slats":
         fu = u / mat.period - np.floor(u / mat.period)
         alpha = (
@@ -393,6 +399,8 @@ def _shade(
             * (1 + mat.noise * n)[:, None]
             * (0.9 + 0.2 * _hash2(np.floor(u / mat.period), 0 * u))[:, None]
         )
+        if px_m > mat.period / 3:
+            col, alpha = col * 0.8, None
     else:
         raise ValueError(f"unknown material kind {kind!r}")
     return col.astype(np.float32), alpha
@@ -618,7 +626,7 @@ def _raster_face(
             if not sel.any():
                 continue
             us, vs, py, px, ts = u[sel], v[sel], gy[sel], gx[sel], t[sel]
-        col, alpha = _shade(part.material, us, vs, tex)
+        col, alpha = _shade(part.material, us, vs, tex, float(ts.mean()) / fx)
         if not part.material.emissive:
             col *= _lighting(part, us, vs, nrm, au, av, light)[:, None]
         if alpha is not None:
@@ -1315,7 +1323,7 @@ class _Builder:
         w.light = _Light(sun, amb / norm, dif / norm)
         w.shadow_strength = 0.0 if w.overcast else 1.0
         if r.random() < 0.2:
-            w.fog = r.uniform(0.01, 0.035)
+            w.fog = r.uniform(0.008, 0.02)
             w.sky_zenith = _rgb(0.4 * np.array(w.sky_zenith) + 0.6 * np.array(w.sky_horizon))
         else:
             w.fog = r.uniform(0.0015, 0.005)
