@@ -176,6 +176,20 @@ def test_all_zero_first_frame_then_probabilities() -> None:
     assert_close(small, scores, labels, tol=2e-2)
 
 
+@pytest.mark.parametrize("bins", [1 << 12, 1 << 16])
+def test_small_windows_fit_wide_ranges_near_the_anchors(bins: int) -> None:
+    rng = np.random.default_rng(9)
+    metrics, scores, labels = StreamingOODMetrics(bins=bins), [], []
+    for _ in range(3):
+        label = make_labels(rng, (32, 32))
+        score = np.concatenate([sigmoid(rng.normal(0, 30, 512)), -sigmoid(rng.normal(0, 30, 512))])
+        score = score.reshape(label.shape) + 0.2 * (label == 1)
+        metrics.update(score, label)
+        scores.append(score)
+        labels.append(label)
+    assert_close(metrics, scores, labels, tol=2e-2)
+
+
 def test_fpr95_convention_uses_the_full_roc_curve() -> None:
     # Points (fpr, tpr): (0, .9), (.1, .95), (.2, 1): the middle one is collinear, so sklearn's default
     # roc_curve drops it and would report 0.2; Fishyscapes/SMIYC code (and we) take 0.1.

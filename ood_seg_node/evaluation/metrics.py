@@ -13,15 +13,16 @@ The histogram grid is dyadic: every bin is ``[k * 2**w, (k + 1) * 2**w)`` for in
 * Scores crowd where they saturate: near 0 (1 - max softmax, entropy, float32 probabilities underflowing)
   and near +-1 (probabilities, negated probabilities). Within ``2**(exp + 8)`` of 0, and of +-1 while the
   linear width is at most ``2**-9``, each octave of the distance ``[2**j, 2**(j + 1))`` gets 256 bins, down
-  to ``2**jmin`` -- the resolution a linear grid over the whole range would lose there.
+  to ``2**(exp - 140)`` -- the resolution a linear grid over the whole range would lose there. (Smaller
+  windows than the default 2**20 slots use fewer bins per octave and fewer octaves.)
 * Each bin has two slots: values exactly on its lower edge, and the rest. Saturated values (0, +-1),
   integers and constant maps therefore always sit alone in a slot, as exact ties.
 
-A window of ``bins`` consecutive slots is stored. The first frame sets the finest grid that holds its range;
-a later frame (or a merged shard) outside the window shifts the window, and when the range no longer fits,
-doubles the linear width or drops the finest octave (bins merge pairwise). Because all bins are dyadic, two
-grids always nest in a common coarser one, so ``merge`` of shards with different ranges is exact and the
-result does not depend on the order of updates.
+A window of ``bins`` consecutive slots is stored. The grid level ``exp`` is a function of the overall score
+range only: the finest level on which that range spans fewer than ``bins`` slots. A frame (or a merged
+shard) that widens the range may raise the level -- every bin of the old grid lies inside one bin of the new
+(dyadic bins nest), so counts move over exactly -- or only shift the window. Hence ``merge`` of shards with
+different ranges is exact, and the metrics do not depend on the order of frames or on the sharding.
 
 Each slot also remembers whether all its pixels share one exact score. Such slots are true ties and give
 the metrics exactly; in a slot holding several distinct scores, the step-wise AP and the FPR95 point are
@@ -44,14 +45,12 @@ __all__ = ["ConfusionMatrix", "EvaluationError", "StreamingOODMetrics"]
 
 _STATE_FORMAT = "ood_seg_node.StreamingOODMetrics"
 _CM_STATE_FORMAT = "ood_seg_node.ConfusionMatrix"
-_SUB_BITS = 8  # 2**8 bins per octave in the logarithmic part of the grid near zero
-_SUB = 1 << _SUB_BITS
-_LOG_OCTAVES = 140  # octaves below the linear part when a grid is created (float32 reaches 2**-149)
+_MAX_SUB_BITS = 8  # up to 2**8 bins per octave in the logarithmic parts of the grid
+_MAX_OCTAVES = 140  # up to 140 octaves below the linear part (float32 reaches 2**-149)
 # Bounds on the grid exponents; ldexp by these stays within normal float64 numbers.
 _EXP_MIN = -1000
 _EXP_MAX = 1000
-_ZERO_EXP = -64  # linear width exponent for a first frame of all-zero scores (anything fine will do)
-_UNIT_JMIN = -44  # finest octave kept around -1 and +1: bins there stay >= 2**-52 wide
+_FLOAT64_UNIT_SPACING = -52  # log2 of the float64 spacing just above 1: finer bins around +-1 stay empty
 
 
 class EvaluationError(ValueError):
@@ -100,11 +99,11 @@ def _decode(text: str, dtype: str, size: int, what: str) -> np.ndarray:
     return arr.astype(np.dtype(dtype).newbyteorder("="))
 
 
-def _local_slot(d: np.ndarray, exp: int, jmin: np.ndarray | int) -> np.ndarray:
-    """Slot number of each value ``d`` on the zero-centred grid (exp, jmin); monotone in d.
+def _local_slot(d: np.ndarray, exp: int, jmin: np.ndarray | int, sub: int) -> np.ndarray:
+    """Slot number of each value ``d`` on the zero-centred grid (exp, jmin, sub); monotone in d.
 
-    Bin widths: ``2**exp`` for ``|d| >= 2**(exp + 8)``; ``2**(j - 8)`` in the octave of ``|d|`` between
-    ``2**jmin`` and there; ``2**(jmin - 8)`` below ``2**jmin``. Bin 0 starts at 0; negative values mirror
+    Bin widths: ``2**exp`` for ``|d| >= 2**(exp + sub)``; ``2**(j - sub)`` in the octave of ``|d|`` between
+    ``2**jmin`` and there; ``2**(jmin - sub)`` below ``2**jmin``. Bin 0 starts at 0; negative values mirror
     positive ones, all bins half-open ``[lower, upper)``. Bin ``i`` has two slots: ``2i`` for values exactly
     on its lower edge (0, 1, -1, integers, ... are always exact ties this way) and ``2i + 1`` for the rest.
     """
@@ -117,12 +116,12 @@ def _local_slot(d: np.ndarray, exp: int, jmin: np.ndarray | int) -> np.ndarray:
     if zero.any():
         octave[zero] = jmin[zero] if isinstance(jmin, np.ndarray) else jmin
     np.maximum(octave, jmin, out=octave)
-    np.minimum(octave, exp + _SUB_BITS, out=octave)
-    scaled = np.ldexp(d, _SUB_BITS - octave)  # exact: a power-of-two scaling
+    np.minimum(octave, exp + sub, out=octave)
+    scaled = np.ldexp(d, sub - octave)  # exact: a power-of-two scaling
     whole = np.floor(scaled)
     offset = octave.astype(np.int64)
     offset -= jmin
-    offset *= _SUB
+    offset <<= sub
     np.negative(offset, out=offset, where=negative)
     slot = whole.astype(np.int64)
     slot += offset
@@ -131,33 +130,37 @@ def _local_slot(d: np.ndarray, exp: int, jmin: np.ndarray | int) -> np.ndarray:
     return slot
 
 
-def _local_edge(index: np.ndarray, exp: int, jmin: np.ndarray | int) -> np.ndarray:
-    """Lower edge (float64, exact) of each bin number on the zero-centred grid (exp, jmin)."""
+def _local_edge(index: np.ndarray, exp: int, jmin: np.ndarray | int, sub: int) -> np.ndarray:
+    """Lower edge (float64, exact) of each bin number on the zero-centred grid (exp, jmin, sub)."""
     negative = index < 0
     # Negative bin -i-1 is the mirror of positive bin i, so its lower edge is minus bin i's upper edge.
     i = np.where(negative, -index, index)
-    block = i >> _SUB_BITS
-    octave = np.where(block == 0, jmin, np.minimum(jmin + block - 1, exp + _SUB_BITS))
-    edge = np.ldexp((i - (octave - jmin) * _SUB).astype(np.float64), (octave - _SUB_BITS).astype(np.int32))
+    block = i >> sub
+    octave = np.where(block == 0, jmin, np.minimum(jmin + block - 1, exp + sub))
+    edge = np.ldexp((i - ((octave - jmin) << sub)).astype(np.float64), (octave - sub).astype(np.int32))
     return np.where(negative, -edge, edge)
 
 
 class _Layout:
-    """Where every score goes for one grid (exp, jmin): zero-centred octaves, plus octaves around -1 and +1.
+    """Where every score goes on grid level ``exp``: zero-centred octaves, plus octaves around -1 and +1.
+
+    The level fixes everything: linear width ``2**exp``, ``2**sub`` bins per octave and octaves down to
+    ``jmin = exp - octaves`` (``sub`` and ``octaves`` depend only on the window size), so a higher level is
+    coarser everywhere and every bin of a lower level lies inside one bin of a higher level.
 
     Scores saturate at 0 and +-1 (probabilities, 1 - max softmax, negated probabilities), so while the
-    linear width is at most 2**-9, values within ``2**(exp + 8)`` of -1 or +1 are binned by octaves of their
-    distance to it, exactly like values near 0 (zones split at -1/2 and +1/2). All bins stay dyadic, so a
-    coarser layout's bins are unions of a finer one's.
+    linear width is at most ``2**-(sub + 1)``, values within ``2**(exp + sub)`` of -1 or +1 are binned by
+    octaves of their distance to it, exactly like values near 0 (zones split at -1/2 and +1/2).
     """
 
-    def __init__(self, exp: int, jmin: int) -> None:
-        self.exp, self.jmin = exp, jmin
+    def __init__(self, exp: int, sub: int, octaves: int) -> None:
+        self.exp, self.sub = exp, sub
+        self.jmin = jmin = max(exp - octaves, _EXP_MIN)
         # Only while the anchors' octaves fit inside their zones (|x - a| < 1/2), and while +-1/2 is still an
         # exact integer number of linear bins (the magnitude bound that keeps bin numbers exact).
-        self.anchored = -52 <= exp <= -1 - _SUB_BITS
-        # Around +-1 octaves finer than the float64 spacing there (2**-52 above 1) would stay empty.
-        self.jmin_unit = min(max(jmin, _UNIT_JMIN), exp + _SUB_BITS)
+        self.anchored = -52 <= exp <= -1 - sub
+        # Around +-1, octaves finer than the float64 spacing there would stay empty.
+        self.jmin_unit = min(max(jmin, _FLOAT64_UNIT_SPACING + sub), exp + sub)
         self.low = self.high = 0
         self.offset_low = self.offset_high = 0
         if self.anchored:
@@ -168,21 +171,21 @@ class _Layout:
             self.offset_high = self.high - self._scalar(_local_slot, -0.5, self.jmin_unit)
 
     def _scalar(self, fn: Any, value: float, jmin: int) -> int:
-        return int(fn(np.array([value]), self.exp, jmin)[0])
+        return int(fn(np.array([value]), self.exp, jmin, self.sub)[0])
 
     def slot(self, x: np.ndarray) -> np.ndarray:
         """Absolute slot (int64) of each float64 score; monotone."""
         if not self.anchored:
-            return _local_slot(x, self.exp, self.jmin)
+            return _local_slot(x, self.exp, self.jmin, self.sub)
         # Zone number 0, 1, 2 for anchors -1, 0, +1 (split at -1/2 and +1/2).
         zone = (x >= -0.5).view(np.int8) + (x >= 0.5).view(np.int8)
         if not (zone != 1).any():
-            return _local_slot(x, self.exp, self.jmin)
+            return _local_slot(x, self.exp, self.jmin, self.sub)
         # x - anchor is exact: |x| < 2**(exp + 53) keeps every score a multiple of the 2**exp grid spacing.
         anchor = zone - np.int8(1)
         jmins = np.array([self.jmin_unit, self.jmin, self.jmin_unit], dtype=np.int32)
         offsets = np.array([self.offset_low, 0, self.offset_high], dtype=np.int64)
-        slot = _local_slot(x - anchor, self.exp, jmins[zone])
+        slot = _local_slot(x - anchor, self.exp, jmins[zone], self.sub)
         slot += offsets[zone]
         return slot
 
@@ -190,10 +193,10 @@ class _Layout:
         """Lower edge (float64, exact) of the bin holding each slot."""
         slot = np.asarray(slot, dtype=np.int64)
         if not self.anchored:
-            return _local_edge(slot >> 1, self.exp, self.jmin)
+            return _local_edge(slot >> 1, self.exp, self.jmin, self.sub)
         zone = (slot >= self.high).astype(np.int8) - (slot < self.low)
         local = slot - np.where(zone == 0, 0, np.where(zone > 0, self.offset_high, self.offset_low))
-        edge = _local_edge(local >> 1, self.exp, np.where(zone == 0, self.jmin, self.jmin_unit))
+        edge = _local_edge(local >> 1, self.exp, np.where(zone == 0, self.jmin, self.jmin_unit), self.sub)
         return edge + zone
 
     def threshold(self, slot: np.ndarray, float32: bool) -> np.ndarray:
@@ -236,6 +239,8 @@ class _Grid:
         self.start: int = 0  # absolute number of the window's first slot
         self.lo: int = 0  # absolute numbers of the lowest and highest occupied slots
         self.hi: int = 0
+        self.vmin: float = 0.0  # lowest and highest score seen (they alone choose the grid level)
+        self.vmax: float = 0.0
 
     def remapped(self, layout: _Layout, start: int) -> tuple[np.ndarray, np.ndarray]:
         """Counts and value markers moved onto a coarser-or-equal layout (exact: dyadic bins nest)."""
@@ -292,6 +297,10 @@ class StreamingOODMetrics:
         if bins < 4096 or bins & (bins - 1):
             raise EvaluationError(f"bins must be a power of two >= 4096, got {bins}")
         self.bins: int = int(bins)
+        # Octave resolution shrinks with the window so the logarithmic parts never crowd out the rest:
+        # 2**20 slots -> 256 bins per octave over 140 octaves, 2**16 -> 64 x 122, 2**12 -> 16 x 28.
+        self._sub: int = min(_MAX_SUB_BITS, (self.bins.bit_length() - 1 - 4) // 2)
+        self._octaves: int = min(_MAX_OCTAVES, self.bins // (4 << (self._sub + 1)) - self._sub)
         self.frames: int = 0
         self.pixels_ignored: int = 0
         self._grid: _Grid = _Grid(self.bins)
@@ -354,15 +363,17 @@ class StreamingOODMetrics:
             grid.value[rel[differs]] = np.inf
 
     def merge(self, other: StreamingOODMetrics) -> StreamingOODMetrics:
-        """Add another accumulator's counts to this one (exact, whatever either range is); returns self."""
+        """Add another accumulator's counts to this one; returns self.
+
+        Exact, whatever either range is: the result is the same as one accumulator fed all frames of both.
+        """
         if not isinstance(other, StreamingOODMetrics):
             raise EvaluationError(f"can only merge StreamingOODMetrics, got {type(other).__name__}")
         if other.bins != self.bins:
             raise EvaluationError(f"cannot merge accumulators with {self.bins} and {other.bins} bins")
         theirs = other._grid
         if theirs.layout is not None:
-            lo, hi = theirs.layout.scalar_lower(theirs.lo), theirs.layout.scalar_lower(theirs.hi)
-            self._cover(lo, hi, min_exp=theirs.layout.exp, min_jmin=theirs.layout.jmin)
+            self._cover(theirs.vmin, theirs.vmax)
             mine = self._grid
             hist, value = theirs.remapped(mine.layout, mine.start)
             mine.value = _combine_values(mine.value, value)
@@ -372,49 +383,42 @@ class StreamingOODMetrics:
         self._float32 = self._float32 and other._float32
         return self
 
-    def _cover(self, vmin: float, vmax: float, min_exp: int | None = None,
-               min_jmin: int | None = None) -> None:
-        """Make the window hold [vmin, vmax] and all counts so far, coarsening or shifting as needed."""
+    def _layout(self, exp: int) -> _Layout:
+        return _Layout(exp, self._sub, self._octaves)
+
+    def _cover(self, vmin: float, vmax: float) -> None:
+        """Make the window hold all scores so far and [vmin, vmax], coarsening or shifting as needed.
+
+        The grid level is a function of the overall score range only (the smallest level from an estimate
+        on whose grid the range spans fewer than ``bins`` slots), so the binning -- and every metric -- does
+        not depend on the order of frames or on how shards were merged.
+        """
         grid = self._grid
         old = grid.layout
         if old is not None:
-            vmin = min(vmin, old.scalar_lower(grid.lo))
-            vmax = max(vmax, old.scalar_lower(grid.hi))
+            vmin, vmax = min(vmin, grid.vmin), max(vmax, grid.vmax)
         exp = self._finest_exp(vmin, vmax)
-        for floor in (None if old is None else old.exp, min_exp):
-            if floor is not None:
-                exp = max(exp, floor)
-        jmin = max(exp - _LOG_OCTAVES, _EXP_MIN) if old is None else old.jmin
-        if min_jmin is not None:
-            jmin = max(jmin, min_jmin)
-        layout = old if old is not None and (old.exp, old.jmin) == (exp, jmin) else _Layout(exp, jmin)
-
-        def span(candidate: _Layout) -> tuple[int, int]:
-            return candidate.scalar_slot(vmin), candidate.scalar_slot(vmax) | 1
-
-        lo, hi = span(layout)
+        layout = old if old is not None and old.exp == exp else self._layout(exp)
+        lo, hi = layout.scalar_slot(vmin), layout.scalar_slot(vmax) | 1
         while hi - lo >= self.bins:
-            # Coarsen the linear width or drop the finest octave, whichever shrinks the span more.
-            wider = _Layout(layout.exp + 1, layout.jmin)
-            candidates = [wider]
-            if layout.jmin < layout.exp + _SUB_BITS:
-                candidates.append(_Layout(layout.exp, layout.jmin + 1))
-            layout = min(candidates, key=lambda c: span(c)[1] - span(c)[0])
-            lo, hi = span(layout)
-            if layout.exp > _EXP_MAX:
+            if layout.exp >= _EXP_MAX:
                 raise EvaluationError(f"score range [{vmin:g}, {vmax:g}] is too wide to histogram")
+            layout = old if old is not None and old.exp == layout.exp + 1 else self._layout(layout.exp + 1)
+            lo, hi = layout.scalar_slot(vmin), layout.scalar_slot(vmax) | 1
+        if old is not None and layout.exp < old.exp:
+            raise AssertionError("grid levels only grow with the score range")
         if layout is not old or not (grid.start <= lo and hi < grid.start + self.bins):
             # Centre the occupied range so that moderate growth on either side needs no further regrid.
             start = lo - (self.bins - (hi - lo + 1)) // 2
             if old is not None:
                 grid.hist, grid.value = grid.remapped(layout, start)
             grid.layout, grid.start = layout, start
-        grid.lo, grid.hi = lo, hi
+        grid.lo, grid.hi, grid.vmin, grid.vmax = lo, hi, vmin, vmax
 
     def _finest_exp(self, vmin: float, vmax: float) -> int:
-        """Finest linear width exponent worth trying for values in [vmin, vmax] (the fit loop corrects it)."""
+        """Lower bound for the grid level of values in [vmin, vmax]; non-decreasing as the range grows."""
         half_span = vmax / 2 - vmin / 2  # halves avoid overflow for ranges near the float64 limit
-        exp = _EXP_MIN if half_span > 0 or vmin != 0 else _ZERO_EXP
+        exp = _EXP_MIN
         if half_span > 0:
             exp = max(exp, math.floor(math.log2(half_span * 2 / self.bins)) - 1)
         magnitude = max(abs(vmin), abs(vmax))
@@ -546,7 +550,7 @@ class StreamingOODMetrics:
         }
         if grid.layout is not None:
             a, b = grid.lo - grid.start, grid.hi - grid.start + 1
-            state.update(jmin=grid.layout.jmin, start=grid.start, lo=grid.lo, hi=grid.hi,
+            state.update(vmin=grid.vmin, vmax=grid.vmax, start=grid.start, lo=grid.lo, hi=grid.hi,
                          inlier=_encode(grid.hist[0, a:b], "<i8"), anomaly=_encode(grid.hist[1, a:b], "<i8"),
                          values=_encode(grid.value[a:b], "<f8"))
         return state
@@ -566,13 +570,18 @@ class StreamingOODMetrics:
             metrics._float32 = bool(state["float32"])
             if state["exp"] is not None:
                 grid = metrics._grid
-                exp, jmin, start, lo, hi = (int(state[k]) for k in ("exp", "jmin", "start", "lo", "hi"))
+                exp, start, lo, hi = (int(state[k]) for k in ("exp", "start", "lo", "hi"))
+                vmin, vmax = float(state["vmin"]), float(state["vmax"])
+                if not (_EXP_MIN <= exp <= _EXP_MAX and math.isfinite(vmin) and math.isfinite(vmax)):
+                    raise EvaluationError(f"{what}: invalid grid level {exp} or score range [{vmin}, {vmax}]")
+                layout = metrics._layout(exp)
+                if (lo, hi) != (layout.scalar_slot(vmin), layout.scalar_slot(vmax) | 1):
+                    raise EvaluationError(f"{what}: occupied slots [{lo}, {hi}] do not match the score range")
                 if not (start <= lo <= hi < start + metrics.bins):
-                    raise EvaluationError(f"{what}: occupied bins [{lo}, {hi}] outside the window")
+                    raise EvaluationError(f"{what}: occupied slots [{lo}, {hi}] outside the window")
                 n, a = hi - lo + 1, lo - start
-                if not (_EXP_MIN <= jmin <= exp + _SUB_BITS and exp <= _EXP_MAX):
-                    raise EvaluationError(f"{what}: invalid grid exponents exp={exp}, jmin={jmin}")
-                grid.layout, grid.start, grid.lo, grid.hi = _Layout(exp, jmin), start, lo, hi
+                grid.layout, grid.start, grid.lo, grid.hi = layout, start, lo, hi
+                grid.vmin, grid.vmax = vmin, vmax
                 grid.hist[0, a:a + n] = _decode(state["inlier"], "<i8", n, what)
                 grid.hist[1, a:a + n] = _decode(state["anomaly"], "<i8", n, what)
                 grid.value[a:a + n] = _decode(state["values"], "<f8", n, what)
