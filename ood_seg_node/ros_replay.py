@@ -10,12 +10,12 @@ itself never forces them), plus the shipped Fast DDS large-image profile.
 
 from __future__ import annotations
 
+import math
 import os
 import random
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,42 +41,82 @@ def local_ros_environment(environ: dict[str, str] | None = None) -> dict[str, st
     return env
 
 
-class NodeProcess:
-    """``ood_seg_node`` in a subprocess with the given parameters; stopped with SIGINT on exit."""
+def param_arg(name: str, value: object) -> str:
+    """``name:=value`` for ``--ros-args -p``, typed as the node declares it (strings quoted)."""
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
+        text = repr(value) if math.isfinite(value) else (".nan" if math.isnan(value) else ".inf")
+    elif isinstance(value, int):
+        text = str(value)
+    else:  # quoted so that '1' or 'true' stay strings and '' is an empty string
+        text = "'" + str(value).replace("'", "''") + "'"
+    return f"{name}:={text}"
 
-    def __init__(self, parameters: dict[str, object], env: dict[str, str], *, remap_image: str = IMAGE_TOPIC,
-                 log_path: str | Path | None = None, executable: Sequence[str] | None = None) -> None:
-        self.command = list(executable or [sys.executable, "-m", "ood_seg_node.node"]) + ["--ros-args"]
-        for name, value in parameters.items():
-            text = str(value).lower() if isinstance(value, bool) else str(value)
-            self.command += ["-p", f"{name}:={text}"]
-        self.command += ["-r", f"image:={remap_image}", "-r", f"camera_info:={CAMERA_INFO_TOPIC}"]
-        self.env = env
-        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(suffix=".log")[1])
-        self.process: subprocess.Popen | None = None
+
+class NodeProcess:
+    """A node started as a user starts it: ``python -m <module> --ros-args -p name:=value -r from:=to``.
+
+    Output goes to a file (a chatty node can never block on a pipe); used as a context manager it is
+    stopped with SIGINT (then killed) on exit.
+    """
+
+    def __init__(self, module: str, params: dict[str, object], env: dict[str, str], log_path: str | Path, *,
+                 remaps: dict[str, str] | None = None, extra_args: Iterable[str] = (),
+                 cwd: str | Path | None = None) -> None:
+        command = [sys.executable, "-m", module, *extra_args, "--ros-args"]
+        for name, value in params.items():
+            command += ["-p", param_arg(name, value)]
+        for source, target in (remaps or {}).items():
+            command += ["-r", f"{source}:={target}"]
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 -- closed in stop()
+        self.process = subprocess.Popen(command, env=env, cwd=None if cwd is None else str(cwd),
+                                        stdout=self._log, stderr=subprocess.STDOUT)
 
     def __enter__(self) -> NodeProcess:
-        self._log = open(self.log_path, "w", encoding="utf-8")  # noqa: SIM115 -- closed in __exit__
-        self.process = subprocess.Popen(self.command, env=self.env, stdout=self._log, stderr=subprocess.STDOUT)
         return self
 
-    def __exit__(self, *exc_info) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def log(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        finally:
+            if self.process.poll() is not None:
+                self._log.close()
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:
+        """Send ``sig`` and wait; kills the process (and returns -9) if it does not exit in time."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
         self._log.close()
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
+        return self.process.returncode
 
     def check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
+        if self.process.poll() is not None:
             tail = self.log().strip().splitlines()[-1:] or ["(no output)"]
-            raise RuntimeError(f"ood_seg_node exited with code {self.process.returncode}: {tail[0]}")
+            raise RuntimeError(f"{self.process.args[2]} exited with code {self.process.returncode}: {tail[0]}")
+
+
+def ood_seg_node_process(params: dict[str, object], env: dict[str, str], log_path: str | Path) -> NodeProcess:
+    """The OOD node reading the bag's camera topics."""
+    return NodeProcess("ood_seg_node.node", params, env, log_path,
+                       remaps={"image": IMAGE_TOPIC, "camera_info": CAMERA_INFO_TOPIC})
 
 
 @dataclass
@@ -212,6 +252,7 @@ def node_latency(*, segmenter_spec: str, checkpoint: str, sizes: Sequence[tuple[
     output and DDS transport.
     """
     import statistics
+    import tempfile
 
     from ood_seg_node.datasets.base import Frame
     from ood_seg_node.pipeline import Pipeline
@@ -233,7 +274,7 @@ def node_latency(*, segmenter_spec: str, checkpoint: str, sizes: Sequence[tuple[
             parameters = {"head": "msp", "segmenter": segmenter_spec, "reliable_input": True, "device": "cpu"}
             if checkpoint:
                 parameters["segmenter_checkpoint"] = checkpoint
-            with NodeProcess(parameters, env) as node:
+            with ood_seg_node_process(parameters, env, tempfile.mktemp(suffix=".log")) as node:
                 replayer.wait_for_node(node)
                 stats = replayer.play(batch, rate_hz=rate_hz, start_ns=1_000_000_000, node=node)
             latencies = [(entry.received_at - stats.sent_at[stamp]) * 1e3

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import os
 import random
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import cv2
 import numpy as np
@@ -34,6 +33,7 @@ from sensor_msgs.msg import CompressedImage, Image
 
 from ood_seg_node import dds
 from ood_seg_node.encodings import array_to_image_fields
+from ood_seg_node.ros_replay import param_arg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE = dds.shipped_profile_path()
@@ -117,72 +117,12 @@ class TestGraph:
         rclpy.try_shutdown(context=self.context)
 
 
-def _param_arg(name: str, value: Any) -> str:
-    if isinstance(value, bool):
-        text = "true" if value else "false"
-    elif isinstance(value, float):
-        text = repr(value) if np.isfinite(value) else (".nan" if np.isnan(value) else ".inf")
-    elif isinstance(value, int):
-        text = str(value)
-    else:  # quoted so that '1' or 'true' stay strings and '' is an empty string
-        text = "'" + str(value).replace("'", "''") + "'"
-    return f"{name}:={text}"
-
-
-class NodeProcess:
-    """A node started as a user starts it: ``python -m <module> --ros-args -p name:=value ...``."""
-
-    def __init__(
-        self,
-        module: str,
-        params: dict[str, Any],
-        env: dict[str, str],
-        log_path: Path,
-        extra_args: Iterable[str] = (),
-    ) -> None:
-        self.log_path = log_path
-        command = [sys.executable, "-m", module, *extra_args, "--ros-args"]
-        for name, value in params.items():
-            command += ["-p", _param_arg(name, value)]
-        self._log = open(log_path, "w")  # a file, not a pipe: a chatty node can never block on it
-        self.process = subprocess.Popen(
-            command, env=env, cwd=str(REPO_ROOT), stdout=self._log, stderr=subprocess.STDOUT
-        )
-
-    def log(self) -> str:
-        if not self._log.closed:
-            self._log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    def wait(self, timeout: float) -> int:
-        try:
-            return self.process.wait(timeout=timeout)
-        finally:
-            if self.process.poll() is not None:
-                self._log.close()
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 15.0) -> int:
-        """Send ``sig`` and wait; kills the process (and returns -9) if it does not exit in time."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self._log.close()
-        return self.process.returncode
-
-
 def run_to_exit(module: str, params: dict[str, Any], env: dict[str, str], timeout: float = 60.0
                 ) -> subprocess.CompletedProcess[str]:
     """Run a node that is expected to exit by itself (e.g. on invalid parameters)."""
     command = [sys.executable, "-m", module, "--ros-args"]
     for name, value in params.items():
-        command += ["-p", _param_arg(name, value)]
+        command += ["-p", param_arg(name, value)]
     return subprocess.run(command, env=env, cwd=str(REPO_ROOT), capture_output=True, text=True,
                           timeout=timeout, check=False)
 

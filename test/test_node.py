@@ -18,7 +18,6 @@ import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import (
-    NodeProcess,
     TestGraph,
     compressed_msg,
     image_msg,
@@ -31,6 +30,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from ood_seg_node.cityscapes import colorize
 from ood_seg_node.encodings import decode_image
+from ood_seg_node.ros_replay import NodeProcess
 
 MODULE = "ood_seg_node.node"
 IMAGE_OUTPUTS = {

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     from ood_seg_node.datasets import open_dataset
     from ood_seg_node.evaluation import format_table
     from ood_seg_node.evaluation.runner import EvaluationRun, HeadRun
-    from ood_seg_node.ros_replay import NodeProcess, Replayer, local_ros_environment
+    from ood_seg_node.ros_replay import Replayer, local_ros_environment, ood_seg_node_process
 
     started = time.perf_counter()
     out = Path(args.out)
@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             replayer.received.clear()
             log = out / "logs" / f"node_{head}.log"
             log.parent.mkdir(exist_ok=True)
-            with NodeProcess({"head": head, "reliable_input": True}, env, log_path=log) as node:
+            with ood_seg_node_process({"head": head, "reliable_input": True}, env, log) as node:
                 replayer.wait_for_node(node)
                 stats = replayer.play(tqdm(frames, desc=f"replaying to {head}", unit="frame", leave=False),
                                       rate_hz=args.rate, start_ns=DEFAULT_START_NS, node=node)
