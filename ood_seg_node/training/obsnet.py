@@ -157,6 +157,9 @@ def train_observer(
     Returns the best epoch's metrics, the checkpoint path and the per-step training losses.
     """
     out = Path(config.out)
+    device = torch.device(config.device)
+    segmenter.to(device)
+    head.to(device)
     head.optimise = False  # validation scores the live weights; no frozen copy per epoch
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -177,11 +180,12 @@ def train_observer(
         for batch in bar:
             for group in optimizer.param_groups:
                 group["lr"] = poly_lr(step, total, lr)
-            images, mask = attack_batch(segmenter, batch.images, batch.semantic, options.attack, rng,
+            semantic = batch.semantic.to(device)
+            images, mask = attack_batch(segmenter, batch.images.to(device), semantic, options.attack, rng,
                                         generator)
             with torch.no_grad():
                 out_seg = segmenter.run(images)
-                errors, valid = error_targets(out_seg.logits, batch.semantic)
+                errors, valid = error_targets(out_seg.logits, semantic)
             loss = observer_loss(head, images, out_seg.features, errors, valid, options.pos_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -189,10 +193,13 @@ def train_observer(
             value = float(loss.detach())
             losses.append(value)
             running += value
-            attacked_pixels += float(mask.mean())
+            attacked_pixels += float(mask.float().mean())
             step += 1
             bar.set_postfix(loss=f"{value:.3f}", err=f"{float(errors.float().mean()):.3f}")
-        metrics = evaluate_head(segmenter, head.eval(), val_frames, config.batch_size)
+        # validation runs on CPU, where evaluate_head keeps its batches; the models are small to move
+        metrics = evaluate_head(segmenter.cpu(), head.cpu().eval(), val_frames, config.batch_size)
+        segmenter.to(device)
+        head.to(device)
         summary = {"train_loss": running / steps_per_epoch,
                    "attacked_fraction": attacked_pixels / steps_per_epoch, "val_ap": metrics["ap"],
                    "val_auroc": metrics["auroc"], "val_fpr95": metrics["fpr95"],
