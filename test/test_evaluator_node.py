@@ -1,0 +1,85 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""The online evaluator over real rclpy + Fast DDS gives the offline evaluation's metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from builtin_interfaces.msg import Time
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from ros_helpers import TestGraph, isolated_env, random_domain_id
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header, String
+
+from ood_seg_node.datasets.base import Frame
+from ood_seg_node.encodings import array_to_image_fields
+from ood_seg_node.evaluation.runner import ScoreFileScorer, evaluate_frames
+from ood_seg_node.ros_replay import NodeProcess
+
+
+def _message(array: np.ndarray, encoding: str, stamp_ns: int) -> Image:
+    fields = array_to_image_fields(array, encoding)
+    header = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="camera")
+    msg = Image(header=header, height=fields.height, width=fields.width, encoding=fields.encoding,
+                is_bigendian=fields.is_bigendian, step=fields.step)
+    msg.data = fields.data
+    return msg
+
+
+def _frames(count: int):
+    rng = np.random.default_rng(4)
+    for i in range(count):
+        gt = np.zeros((30, 40), np.uint8)
+        gt[:4] = 255
+        gt[10:16, 5 + i:15 + i] = 1
+        score = (rng.random(gt.shape) + 0.7 * (gt == 1)).astype(np.float32)
+        yield gt, score
+
+
+def test_online_metrics_equal_offline_and_unmatched_frames_are_counted(tmp_path):
+    domain = random_domain_id()
+    out = tmp_path / "online"
+    node = NodeProcess("ood_seg_node.evaluator_node",
+                       {"out_dir": str(out), "head": "test", "idle_timeout_s": 2.0, "kind": "obstacle"},
+                       isolated_env(domain), tmp_path / "evaluator.log")
+    graph = TestGraph(domain)
+    try:
+        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+        scores = graph.node.create_publisher(Image, "ood/anomaly_score", qos)
+        gts = graph.node.create_publisher(Image, "/camera/ood_gt", qos)
+        summaries: list[dict] = []
+        graph.node.create_subscription(String, "ood/eval_summary",
+                                       lambda msg: summaries.append(json.loads(msg.data)), 10)
+        connected = graph.spin_until(lambda: scores.get_subscription_count() and gts.get_subscription_count(), 60)
+        assert connected, node.log()
+        frames = list(_frames(6))
+        for i, (gt, score) in enumerate(frames):
+            stamp = (i + 1) * 10**8
+            # ground truth first for even frames, score first for odd ones: pairing must not depend on order
+            first, second = (gts, scores) if i % 2 == 0 else (scores, gts)
+            messages = {gts: _message(gt, "mono8", stamp), scores: _message(score, "32FC1", stamp)}
+            first.publish(messages[first])
+            second.publish(messages[second])
+        gts.publish(_message(frames[0][0], "mono8", 99 * 10**8))  # a ground truth the node never scored
+        assert graph.spin_until(lambda: any(s["frames"] == 6 for s in summaries), 30), node.log()
+        assert node.wait(timeout=30) == 0, node.log()
+    finally:
+        graph.close()
+        node.stop()
+    online = json.loads((out / "metrics.json").read_text())
+    folder = tmp_path / "test"
+    folder.mkdir()
+    offline_frames = []
+    for i, (gt, score) in enumerate(frames):
+        np.save(folder / f"f{i}.npy", score)
+        offline_frames.append(Frame(np.zeros((*gt.shape, 3), np.uint8), gt, None, name=f"f{i}", sequence="camera"))
+    offline = evaluate_frames(lambda: iter(offline_frames), [ScoreFileScorer(folder)], kind="obstacle").results()
+    for key in ("ap", "auroc", "fpr95", "siou", "ppv", "mean_f1", "frames"):
+        value = online["heads"]["test"][key]  # JSON writes NaN (no predicted component) as null
+        assert (math.nan if value is None else value) == pytest.approx(offline["test"][key], abs=1e-9, nan_ok=True)
+    assert online["heads"]["test"]["ap"] > 0.5
+    assert online["run"]["unmatched_gt"] == 1
+    assert online["run"]["unmatched_scores"] == 0
