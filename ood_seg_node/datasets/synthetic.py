@@ -424,10 +424,19 @@ def _rotation(yaw: float, pitch: float) -> np.ndarray:
 
 @dataclass
 class _Buffers:
+    """Per-pixel colour (float RGB), depth (camera z), label and obstacle flag, plus flat views."""
+
     color: np.ndarray
     depth: np.ndarray
     label: np.ndarray
     obstacle: np.ndarray
+
+    def __post_init__(self) -> None:
+        # 1-D views: scattering through flat indices is cheaper than through (row, column) pairs
+        self.color_f = self.color.reshape(-1, 3)
+        self.depth_f = self.depth.reshape(-1)
+        self.label_f = self.label.reshape(-1)
+        self.obstacle_f = self.obstacle.reshape(-1)
 
 
 def _clip_near(pc: np.ndarray) -> np.ndarray:
@@ -578,22 +587,22 @@ def _raster_face(
     if iy.size == 0:
         return
     zmin = float(zc.min())
+    flat = (iy + y0) * width + (ix + x0)
     if iy.size <= 64 and not face.obstacle and face.flat_ok and float(zc.max()) - zmin < 0.15 * zmin:
         # small and far: constant depth and untextured colours are indistinguishable from the full path
-        gy, gx = iy + y0, ix + x0
         zm = np.float32(zc.mean())
-        keep = buf.depth[gy, gx] > zm
+        keep = buf.depth_f[flat] > zm
         if keep.any():
-            gy, gx = gy[keep], gx[keep]
+            flat = flat[keep]
             sun = light.ambient + light.diffuse * max(float(nrm @ light.sun), 0.0)
             pal = np.array(
                 [p.material.c1 * (1.0 if p.material.emissive else sun) for p in face.parts], np.float32
             )
             lab = np.array([p.label for p in face.parts], np.uint8)
-            k = mask[gy - y0, gx - x0] - 1
-            buf.depth[gy, gx] = zm
-            buf.color[gy, gx] = pal[k]
-            buf.label[gy, gx] = lab[k]
+            k = mask[iy[keep], ix[keep]] - 1
+            buf.depth_f[flat] = zm
+            buf.color_f[flat] = pal[k]
+            buf.label_f[flat] = lab[k]
         return
     o_c = rot @ (face.origin - center)
     n_c = rot @ nrm
@@ -606,12 +615,11 @@ def _raster_face(
     t = np.full(den.shape, max(float(o_c[2]), _NEAR), np.float32)
     np.divide(num, den, out=t, where=ok)
     t[t < _NEAR * 0.5] = max(float(o_c[2]), _NEAR)
-    gy, gx = iy + y0, ix + x0
-    keep = t < buf.depth[gy, gx]
+    keep = t < buf.depth_f[flat]
     if not keep.all():
         if not keep.any():
             return
-        gy, gx, t, xs, ys, iy, ix = gy[keep], gx[keep], t[keep], xs[keep], ys[keep], iy[keep], ix[keep]
+        flat, t, xs, ys, iy, ix = flat[keep], t[keep], xs[keep], ys[keep], iy[keep], ix[keep]
     u_c, v_c = rot @ au, rot @ av
     rx, ry, rz = t * xs - o_c[0], t * ys - o_c[1], t - o_c[2]
     u = (rx * u_c[0] + ry * u_c[1] + rz * u_c[2]).astype(np.float32)
@@ -620,22 +628,22 @@ def _raster_face(
     pk = None if single else mask[iy, ix]
     for k, part in enumerate(face.parts):
         if single:
-            us, vs, py, px, ts = u, v, gy, gx, t
+            us, vs, fl, ts = u, v, flat, t
         else:
             sel = pk == k + 1
             if not sel.any():
                 continue
-            us, vs, py, px, ts = u[sel], v[sel], gy[sel], gx[sel], t[sel]
+            us, vs, fl, ts = u[sel], v[sel], flat[sel], t[sel]
         col, alpha = _shade(part.material, us, vs, tex, float(ts.mean()) / fx)
         if not part.material.emissive:
             col *= _lighting(part, us, vs, nrm, au, av, light)[:, None]
         if alpha is not None:
-            py, px, ts, col = py[alpha], px[alpha], ts[alpha], col[alpha]
-        buf.depth[py, px] = ts
-        buf.color[py, px] = col
-        buf.label[py, px] = part.label
+            fl, ts, col = fl[alpha], ts[alpha], col[alpha]
+        buf.depth_f[fl] = ts
+        buf.color_f[fl] = col
+        buf.label_f[fl] = part.label
         if face.obstacle:
-            buf.obstacle[py, px] = True
+            buf.obstacle_f[fl] = True
 
 
 def _lighting(
