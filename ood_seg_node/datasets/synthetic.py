@@ -1762,9 +1762,9 @@ class _Builder:
             z = float(z)
             if in_cross(z, 2) or r.random() < 0.3:
                 continue
-            self._sign(w.at(sgn * (half + 0.4 + (0 if sw else 0.6)), z), sgn)
+            self._sign(w.at(sgn * (half + 0.4 + (0 if sw else 0.6)), z))
         for zc, _ in self.crossings:  # traffic lights at the near corners
-            self._traffic_light(w.at(sgn * (half + 0.6), zc - 1.5), sgn)
+            self._traffic_light(w.at(sgn * (half + 0.6), zc - 1.5))
         if sw <= 0:
             return
         # pedestrians, bicycles, trees in the pavement
@@ -1791,7 +1791,7 @@ class _Builder:
     def _in_crossing(self, z: float, margin: float) -> bool:
         return any(zc - margin <= z <= zc + cw + margin for zc, cw in self.crossings)
 
-    def _sign(self, pos: np.ndarray, sgn: float) -> None:
+    def _sign(self, pos: np.ndarray) -> None:
         r = self.rng
         metal = _Material("plain", (0.55, 0.56, 0.58), noise=0.05, scale=0.02)
         ph = r.uniform(2.0, 2.6)
@@ -1848,7 +1848,7 @@ class _Builder:
             [np.array([pos + _UP * y + np.array([dx, 0, 0]) for y in (0, ph + size) for dx in (-c, c)])],
         )
 
-    def _traffic_light(self, pos: np.ndarray, sgn: float) -> None:
+    def _traffic_light(self, pos: np.ndarray) -> None:
         r = self.rng
         dark = _Material("plain", (0.08, 0.08, 0.08), noise=0.05, scale=0.02)
         ph = r.uniform(2.4, 3.2)
@@ -1864,10 +1864,9 @@ class _Builder:
             )
             for k in range(3)
         ]
-        base = pos + np.array([0, 0, 0])
         tpl = _Part([np.zeros((1, 2))], dark, _LIGHT)
-        housing = _box_faces(
-            base + np.array([0, 0, 0.0]),
+        housing = _box_faces(  # the lamps sit on the back face, which looks at oncoming ego traffic
+            pos,
             0.0,
             0.25,
             0.3,
@@ -1924,7 +1923,6 @@ class _Builder:
                     self._add(faces, [corners], [foot])
                     z += ln
                 z += r.uniform(0.8, 6.0)
-        self.speed_hint = 8.0
         n_left, n_right = self.lanes
         ego_k = int(round(w.s_ego / w.lane_w - 0.5))
         for k in range(-n_left, n_right):
