@@ -2097,7 +2097,10 @@ class _Renderer:
         rr = ((xx - cam.cx) / cam.width) ** 2 + ((yy - cam.cy) / cam.width) ** 2
         self.vignette = (1.0 - 0.35 * rr).astype(np.float32)[..., None]
         self.px_scale = cam.width / 512.0
-        self.lod_distance = 40.0 * max(1.0, self.px_scale)
+        self.lod_distance = 40.0 * max(1.0, self.px_scale)  # far cars: one box instead of body + cabin
+        self.actor_distance = min(
+            150.0 * max(1.0, self.px_scale), _VIEW_AHEAD - 40
+        )  # moving ones: ~7 px wide
         # sensor noise: one bank per renderer, a random crop per frame (drawing fresh normals is slow)
         bank_rng = np.random.default_rng(cam.width * 7919 + cam.height)
         self.noise = bank_rng.standard_normal((cam.height + 32, cam.width + 32, 3), dtype=np.float32) * 1.8
@@ -2404,7 +2407,7 @@ class _Renderer:
         self.actor_faces, self.actor_shadow, self.actor_ao = [], [], []
         for v in w.vehicles:
             dist = v.z0 + v.speed * t_sec - cz
-            if -15 < dist < _VIEW_AHEAD - 40:
+            if -15 < dist < self.actor_distance:
                 faces, corners, foot = _vehicle_faces(v, w, t_sec, far=dist > self.lod_distance)
                 self.actor_faces += faces
                 self.actor_ao.append(foot)
