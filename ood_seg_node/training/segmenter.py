@@ -23,7 +23,7 @@ class SegmenterTrainingConfig:
     sequences: int = 60
     frames_per_sequence: int = 8
     val_sequences: int = 6
-    epochs: int = 6
+    epochs: int = 10
     batch_size: int = 8
     crop_height: int = 160  # random crops keep CPU training short; inference runs on whole frames
     crop_width: int = 320
