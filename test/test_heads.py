@@ -61,3 +61,15 @@ def test_registry_refuses_duplicates():
     with pytest.raises(ValueError, match="already registered"):
         registry.register("a")(2)
     assert registry.names() == ["a"]
+
+
+def test_calibrated_thresholds_come_from_the_segmenter_checkpoint(tmp_path):
+    from ood_seg_node.checkpoints import save_checkpoint
+    from ood_seg_node.segmenters.builtin import BuiltinSegmenter
+
+    path = tmp_path / "seg.pt"
+    save_checkpoint(path, BuiltinSegmenter().state_dict(), kind="segmenter", name="builtin",
+                    calibration={"energy": -7.25})
+    segmenter = build_segmenter("builtin", str(path))
+    assert build_head("energy", segmenter).default_threshold == -7.25
+    assert build_head("msp", segmenter).default_threshold == 0.5  # no calibration: the fallback

@@ -15,17 +15,26 @@ import torch
 
 from ood_seg_node.heads import HEADS
 from ood_seg_node.heads.base import Head
-from ood_seg_node.segmenters.base import SegmenterOutput
+from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
 
 
 class LogitScore(Head):
-    """A head whose score is a pure function of the logits (B, C, h, w) -> (B, h, w)."""
+    """A head whose score is a pure function of the logits (B, C, h, w) -> (B, h, w).
+
+    The default mask threshold is the segmenter's calibrated one for this score when its checkpoint has
+    one (see ``training.segmenter.calibrate_logit_heads``), else ``fallback_threshold``.
+    """
 
     fallback_threshold = math.nan
 
-    def __init__(self) -> None:
+    def __init__(self, threshold: float | None = None) -> None:
         super().__init__()
-        self.default_threshold = self.fallback_threshold
+        self.default_threshold = self.fallback_threshold if threshold is None else threshold
+
+    @classmethod
+    def build(cls, segmenter: Segmenter, checkpoint: str = "") -> Head:
+        super().build(segmenter, checkpoint)  # refuses a checkpoint
+        return cls(segmenter.calibration.get(cls.name))
 
     @staticmethod
     def score_logits(logits: torch.Tensor) -> torch.Tensor:

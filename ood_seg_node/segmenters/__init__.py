@@ -75,6 +75,7 @@ def _builtin(arch: str, checkpoint: str) -> Segmenter:
     size = loaded.config.get("input_size")
     if size:
         segmenter.default_input_size = (int(size[0]), int(size[1]))
+    segmenter.calibration = {str(k): float(v) for k, v in dict(loaded.meta.get("calibration", {})).items()}
     return _with_identity(segmenter)
 
 

@@ -44,6 +44,7 @@ class Segmenter(nn.Module):
         identity: ``spec@<weights digest>``; trained heads record it and refuse any other segmenter.
         tap_channels: channels of each tap, so heads can size their layers.
         default_input_size: (H, W) the pipeline resizes inputs to, or None for native resolution.
+        calibration: training-free head name -> mask threshold fixed on validation data (may be empty).
     """
 
     def __init__(self, spec: str, tap_channels: dict[str, int]) -> None:
@@ -52,6 +53,7 @@ class Segmenter(nn.Module):
         self.identity = spec
         self.tap_channels = dict(tap_channels)
         self.default_input_size: tuple[int, int] | None = None
+        self.calibration: dict[str, float] = {}
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 

@@ -92,4 +92,29 @@ def train_segmenter(config: SegmenterTrainingConfig) -> dict[str, float]:
                 metrics={"val_miou": metrics["miou"], "iou_per_class": metrics.get("iou_per_class", {})},
             )
         tqdm.write(f"epoch {epoch}: loss {summary['train_loss']:.3f}  val mIoU {metrics['miou']:.3f}")
+    best["calibration"] = calibrate_logit_heads(out / "builtin_segmenter.pt", val)
     return best
+
+
+def calibrate_logit_heads(checkpoint: str | Path, frames) -> dict[str, float]:
+    """Store each training-free head's best-F1 threshold on validation frames in the segmenter checkpoint.
+
+    The node's ``threshold`` parameter defaults to these (GenVal-style: thresholds fixed on synthetic
+    validation data rather than guessed), since a logit score's scale depends on the segmenter.
+    """
+    from ood_seg_node.checkpoints import load_checkpoint
+    from ood_seg_node.heads import build_head
+    from ood_seg_node.segmenters import build_segmenter
+    from ood_seg_node.training.common import evaluate_head
+
+    loaded = load_checkpoint(checkpoint, kind="segmenter", name="builtin")
+    segmenter = build_segmenter("builtin", str(checkpoint))
+    calibration = {}
+    for name in ("msp", "maxlogit", "energy", "entropy"):
+        result = evaluate_head(segmenter, build_head(name, segmenter), frames)
+        calibration[name] = result["threshold"]
+        tqdm.write(f"calibration {name}: threshold {result['threshold']:.4f} (val AP {result['ap']:.3f})")
+    meta = {k: v for k, v in loaded.meta.items() if k not in ("format", "kind", "name", "config")}
+    save_checkpoint(checkpoint, loaded.state_dict, kind="segmenter", name="builtin", config=loaded.config,
+                    **{**meta, "calibration": calibration})
+    return calibration
