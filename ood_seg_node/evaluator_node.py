@@ -20,8 +20,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -30,6 +28,7 @@ from std_msgs.msg import String
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.encodings import ImageEncodingError, decode_image
 from ood_seg_node.evaluation.runner import CompressedLabels, EvaluationRun, HeadRun
+from ood_seg_node.node import spin_node
 
 PENDING_LIMIT = 200  # unmatched messages kept per side; older ones are counted as unmatched
 
@@ -114,6 +113,9 @@ class EvaluatorNode(Node):
             self.finish()
             raise SystemExit(0)
 
+    def close(self) -> None:
+        self.finish()
+
     def finish(self) -> dict | None:
         """Component pass + report; idempotent."""
         if self.finished:
@@ -135,22 +137,8 @@ class EvaluatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = EvaluatorNode()
-    except ValueError as error:
-        print(f"ood_seg_evaluator: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
-        pass
-    finally:
-        node.finish()
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Console script ``ood_seg_evaluator``; the report is written however it stops."""
+    return spin_node("ood_seg_evaluator", EvaluatorNode, (ValueError,), args)
 
 
 if __name__ == "__main__":

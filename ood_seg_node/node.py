@@ -17,7 +17,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, fields, replace
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import rclpy
@@ -425,34 +425,47 @@ def _input_qos(*, reliable: bool) -> QoSProfile:
     )
 
 
-def main(args: list[str] | None = None) -> int:
-    """Run the node until Ctrl-C / SIGTERM; start-up errors print one line and return 1."""
-    profile_note = dds.apply_default_profile()  # before rclpy.init: Fast DDS reads it at participant creation
+def spin_node(name: str, factory: Callable[[], Node], startup_errors: tuple[type[BaseException], ...],
+              args: list[str] | None = None, on_ready: Callable[[Node], None] | None = None) -> int:
+    """Run a node of this package until Ctrl-C / SIGTERM; start-up errors print one line and return 1.
+
+    The Fast DDS large-image profile is applied first (Fast DDS reads it at participant creation); the
+    node's ``close()`` (if any) runs on every way out.
+    """
+    profile_note = dds.apply_default_profile()
     try:
         rclpy.init(args=args)
     except Exception as error:  # malformed --ros-args
-        print(f"{NODE_NAME}: error: {_one_line(error)}", file=sys.stderr)
+        print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
         return 1
     try:
-        node = OODSegNode()
-    except (ConfigError, ParameterException) as error:
-        print(f"{NODE_NAME}: error: {_one_line(error)}", file=sys.stderr)
+        node = factory()
+    except (*startup_errors, ParameterException) as error:
+        print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
     except KeyboardInterrupt:  # Ctrl-C while the model loads
         rclpy.try_shutdown()
         return 130
     node.get_logger().info(profile_note)
-    node.get_logger().info(node.describe())
+    if on_ready is not None:
+        on_ready(node)
     try:
         rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
         pass
     finally:
-        node.close()
+        if hasattr(node, "close"):
+            node.close()
         node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script ``ood_seg_node``."""
+    return spin_node(NODE_NAME, OODSegNode, (ConfigError,), args,
+                     on_ready=lambda node: node.get_logger().info(node.describe()))
 
 
 if __name__ == "__main__":
