@@ -274,7 +274,10 @@ class OODSegNode(Node):
                 self._wake.clear()
                 pipeline, config = self._pipeline, self._config
             if item is not None and not self._stop.is_set():
-                self._process(item[0], item[1], pipeline, config)
+                try:
+                    self._process(item[0], item[1], pipeline, config)
+                except Exception as error:  # a bug on one frame must not end the worker: log, count, go on
+                    self._frame_failed(f"frame failed: {type(error).__name__}: {_one_line(error)}")
 
     def _process(
         self, msg: Image | CompressedImage, received: float, pipeline: Pipeline, config: NodeConfig
@@ -295,6 +298,7 @@ class OODSegNode(Node):
             self._frame_failed(f"frame skipped, inference failed: {type(error).__name__}: {_one_line(error)}")
             return
         header = msg.header
+        height, width = rgb.shape[:2]
         outputs = {
             "ood/labels": lambda: result.labels,
             "ood/labels_color": lambda: colorize(result.labels),
@@ -309,7 +313,6 @@ class OODSegNode(Node):
                 self._image_pubs[topic].publish(array_to_image_msg(make(), IMAGE_OUTPUTS[topic], header))
         if want_obstacles:
             info = self._camera_info
-            height, width = rgb.shape[:2]
             intrinsics = intrinsics_from_camera_info(info, width, height) if info is not None else None
             self._obstacles_pub.publish(
                 obstacle_markers(

@@ -29,6 +29,7 @@ from ood_seg_node.encodings import decode_image
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
+GT_TOPIC = "/camera/ood_gt"
 
 
 def local_ros_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -137,33 +138,35 @@ class ReplayStats:
 class Replayer:
     """An rclpy node publishing camera frames and collecting the node's score maps and labels by stamp."""
 
-    def __init__(self, *, collect_labels: bool = True) -> None:
+    def __init__(self, domain_id: int, *, collect_labels: bool = True) -> None:
         import rclpy
+        from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
 
-        if not rclpy.ok():
-            rclpy.init()
+        self.context = Context()  # its own context: nothing global is initialised or shut down
+        rclpy.init(context=self.context, domain_id=domain_id)
         self._rclpy = rclpy
-        self.node = rclpy.create_node(f"ood_seg_replayer_{os.getpid()}")
+        self.node = rclpy.create_node(f"ood_seg_replayer_{os.getpid()}", context=self.context)
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         collect = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
         self.image_pub = self.node.create_publisher(Image, IMAGE_TOPIC, reliable)
         self.info_pub = self.node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable)
+        self.gt_pub = self.node.create_publisher(Image, GT_TOPIC, reliable)
         self.received: dict[int, Received] = {}
         self._lock = threading.Lock()
         self.node.create_subscription(Image, "ood/anomaly_score", self._on_score, collect)
         if collect_labels:
             self.node.create_subscription(Image, "ood/labels", self._on_labels, collect)
-        self.executor = SingleThreadedExecutor()
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._stop = threading.Event()
         self._spinner.start()
 
     def _spin(self) -> None:
-        while not self._stop.is_set() and self._rclpy.ok():
+        while not self._stop.is_set() and self.context.ok():
             self.executor.spin_once(timeout_sec=0.05)
 
     def close(self) -> None:
@@ -171,6 +174,7 @@ class Replayer:
         self._spinner.join(timeout=2)
         self.executor.remove_node(self.node)
         self.node.destroy_node()
+        self._rclpy.try_shutdown(context=self.context)
 
     def _entry(self, msg) -> Received:
         stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -191,14 +195,20 @@ class Replayer:
         with self._lock:
             return sum(entry.score is not None for entry in self.received.values())
 
-    def wait_for_node(self, node: NodeProcess | None, timeout: float = 120.0) -> None:
-        """Until the node subscribes to the images and publishes scores to us (model loaded)."""
+    def wait_for_node(self, node: NodeProcess | None, timeout: float = 120.0, *,
+                      evaluator: NodeProcess | None = None) -> None:
+        """Until the node is ready (subscribed to images, publishing scores to us: the model is loaded).
+
+        With ``evaluator``, also until the online evaluator subscribes to the ground truth.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if node is not None:
-                node.check_alive()
+            for process in (node, evaluator):
+                if process is not None:
+                    process.check_alive()
             if (self.image_pub.get_subscription_count() > 0
-                    and self.node.count_publishers("ood/anomaly_score") > 0):
+                    and self.node.count_publishers("ood/anomaly_score") > 0
+                    and (evaluator is None or self.gt_pub.get_subscription_count() > 0)):
                 time.sleep(0.5)  # let the reliable endpoints finish matching both ways
                 return
             time.sleep(0.1)
@@ -206,7 +216,11 @@ class Replayer:
 
     def play(self, frames: Iterable, *, rate_hz: float, start_ns: int, frame_id: str = "camera",
              camera_info=None, node: NodeProcess | None = None, drain_s: float = 3.0) -> ReplayStats:
-        """Publish frames at ``rate_hz`` (stamps ``start_ns + i / rate``), then wait for the last results."""
+        """Publish frames at ``rate_hz`` (stamps ``start_ns + i / rate``), then wait for the last results.
+
+        Like ``ros2 bag play``, every topic of the frame goes out with the same header: the image, the
+        camera info when given, and the ground truth when the frame has one.
+        """
         from builtin_interfaces.msg import Time
         from std_msgs.msg import Header
 
@@ -225,6 +239,8 @@ class Replayer:
             if camera_info is not None:
                 camera_info.header = header
                 self.info_pub.publish(camera_info)
+            if frame.ood_gt is not None:
+                self.gt_pub.publish(array_to_image_msg(frame.ood_gt, "mono8", header))
             message = array_to_image_msg(frame.image, "rgb8", header)
             stats.sent_at[stamp] = time.perf_counter()
             self.image_pub.publish(message)
@@ -258,8 +274,8 @@ def node_latency(*, segmenter_spec: str, checkpoint: str, sizes: Sequence[tuple[
     from ood_seg_node.pipeline import Pipeline
 
     env = local_ros_environment()
-    os.environ.update(env)
-    replayer = Replayer(collect_labels=False)
+    os.environ.update(env)  # Fast DDS reads its profile for this process's participant from the environment
+    replayer = Replayer(int(env["ROS_DOMAIN_ID"]), collect_labels=False)
     rows = []
     try:
         for size in sizes:

@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     env = local_ros_environment()
     os.environ.update(env)  # this process's own participant must be confined to the host as well
-    replayer = Replayer()
+    replayer = Replayer(int(env["ROS_DOMAIN_ID"]))
     runs: dict[str, HeadRun] = {}
     delivery: dict[str, str] = {}
     try:
