@@ -27,9 +27,10 @@ logits upsampled to full resolution; Adam with a poly schedule at 1e-3 for a few
 from __future__ import annotations
 
 import argparse
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -185,6 +186,19 @@ class ProjectionHead(nn.Module):
         return self.proj(features)
 
 
+@contextmanager
+def running_batch_norm(module: nn.Module) -> Iterator[None]:
+    """Temporarily normalise with running statistics (and leave them untouched) in ``module``'s BN layers."""
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+    for layer in layers:
+        layer.eval()
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.train()
+
+
 def rpl_losses(
     segmenter: Segmenter, head: RPLHead, projector: ProjectionHead | None, images: torch.Tensor,
     labels: torch.Tensor, ctx_images: torch.Tensor | None = None, ctx_labels: torch.Tensor | None = None,
@@ -212,8 +226,8 @@ def rpl_losses(
         out = segmenter.run(torch.cat([images, ctx_images]) if use_corocl else images)
     stage3 = out.features["stage3"]
     neck = out.features["neck"]
-    features = head.module.encode(stage3)
-    residual = head.module.residual(features[:batch], neck.shape[-2:])
+    features = head.module.encode(stage3[:batch])
+    residual = head.module.residual(features, neck.shape[-2:])
     augmented = segmenter.classify(neck[:batch] + residual).float()
     vanilla = out.logits[:batch].float()
     small = labels_at(labels, tuple(augmented.shape[-2:]))
@@ -221,7 +235,11 @@ def rpl_losses(
     losses["energy"] = positive_energy_loss(augmented, small == OOD_ANOMALY)
     total = losses["inlier_ce"] + losses["inlier_entropy"] + energy_weight * losses["energy"]
     if use_corocl:
-        proj = projector(features)
+        # context images go through the module with the road scenes' batch-norm statistics: their own
+        # (colour fields, other-world photos) would shift the running statistics used at inference
+        with running_batch_norm(head.module):
+            ctx_features = head.module.encode(stage3[batch:])
+        proj = projector(torch.cat([features, ctx_features]))
         proj = F.interpolate(proj, size=neck.shape[-2:], mode="bilinear", align_corners=False)
         ctx_small = labels_at(ctx_labels, tuple(neck.shape[-2:]))
         losses["corocl"] = corocl_loss(proj[:batch], small, proj[batch:], ctx_small, max_views=max_views,
