@@ -21,6 +21,7 @@ from ood_seg_node.segmenters.torchvision_models import TorchvisionSegmenter
 from ood_seg_node.training.common import Batch
 from ood_seg_node.training.dicnet import (
     ValidationPass,
+    anomaly_vs_misclassified,
     distillation_loss,
     inlier_cells,
     misclassified_inlier_fpr,
@@ -198,11 +199,15 @@ def test_misclassified_inlier_fpr_counts_flagged_wrong_pixels():
     score = np.array([[0.9, 0.8, 0.1, 0.95], [0.85, 0.2, 0.1, 0.1]], dtype=np.float32)
     valid = ValidationPass(prediction=[prediction], ood=[ood], semantic=[semantic])
     result = misclassified_inlier_fpr([score], valid)
-    assert result["threshold_tpr95"] == pytest.approx(0.8)
+    assert result["threshold"] == pytest.approx(0.8)
     assert result["fpr_misclassified_inliers"] == pytest.approx(0.5)  # 0.85 flagged, 0.2 not
     assert result["fpr_correct_inliers"] == pytest.approx(1 / 4)  # 0.95 flagged of 0.1, 0.95, 0.1, 0.1
     assert result["pixels_misclassified_inliers"] == 2
     assert result["fpr_misclassified_inliers_whole_frame"] == pytest.approx(0.5)
+    assert misclassified_inlier_fpr([score], valid, threshold=0.5)["fpr_misclassified_inliers"] == 0.5
+    assert misclassified_inlier_fpr([score], valid, threshold=0.9)["fpr_misclassified_inliers"] == 0.0
+    # anomalies (0.9, 0.8) against misclassified inliers (0.85, 0.2): 3 of 4 pairs ordered right
+    assert anomaly_vs_misclassified([score], valid)["auroc"] == pytest.approx(0.75)
 
 
 def test_train_head_writes_a_checkpoint_the_node_can_build(tmp_path, random_builtin_checkpoint):
@@ -216,8 +221,9 @@ def test_train_head_writes_a_checkpoint_the_node_can_build(tmp_path, random_buil
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     assert len(log["epochs"]) == 1 and math.isfinite(log["epochs"][0]["val_loss"])
     validation = summary["validation"]
-    assert 0.0 <= validation["dicnet"]["fpr_misclassified_inliers"] <= 1.0
-    assert 0.0 <= validation["msp"]["fpr_misclassified_inliers"] <= 1.0
+    for name in ("dicnet", "msp"):
+        assert 0.0 <= validation[name]["at_tpr95"]["fpr_misclassified_inliers"] <= 1.0
+        assert 0.0 <= validation[name]["anomaly_vs_misclassified"]["auroc"] <= 1.0
     assert summary["overhead"]["overhead_ratio"] > 0
 
     segmenter = build_segmenter("builtin", random_builtin_checkpoint)

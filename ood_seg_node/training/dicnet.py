@@ -143,29 +143,37 @@ def pixel_metrics(scores: Sequence[np.ndarray], labels: Sequence[np.ndarray]) ->
             "threshold": float(best_f1_threshold(metrics))}
 
 
-def misclassified_inlier_fpr(scores: Sequence[np.ndarray], valid: ValidationPass) -> dict[str, float]:
-    """Share of inlier pixels flagged at the threshold that keeps 95 % of anomaly pixels (TPR = 95 %).
+def _predictions_at(prediction: torch.Tensor, size: Sequence[int]) -> np.ndarray:
+    """Native-resolution argmax resized (nearest) to the label size, as the node publishes labels."""
+    if tuple(prediction.shape) != tuple(size):
+        prediction = F.interpolate(prediction[None, None].float(), size=tuple(size), mode="nearest")[0, 0]
+    return prediction.to(torch.uint8).numpy()
+
+
+def tpr95_threshold(scores: Sequence[np.ndarray], valid: ValidationPass) -> float:
+    """The largest threshold with ``score >= threshold`` on at least 95 % of the anomaly pixels."""
+    anomaly = np.concatenate([s[o == OOD_ANOMALY] for s, o in zip(scores, valid.ood, strict=True)])
+    if anomaly.size == 0:
+        raise ValueError("validation frames hold no anomaly pixel")
+    return float(np.sort(anomaly)[int(np.floor(0.05 * anomaly.size))])
+
+
+def misclassified_inlier_fpr(scores: Sequence[np.ndarray], valid: ValidationPass,
+                             threshold: float | None = None) -> dict[str, float]:
+    """Share of inlier pixels flagged at ``threshold`` (default: the 95 %-TPR threshold), by classification.
 
     Split into misclassified inlier pixels (prediction != semantic label) and correctly classified ones:
     the paper's claim is that classifier-based scores flag the former far more than DiCNet does. Counted
     over the evaluated inliers (anomaly label 0: the road region) and, ``*_whole_frame``, over every pixel
     of a known class (also the off-road part the anomaly metrics ignore, where most misclassification is).
     """
-    anomaly = np.concatenate([s[o == OOD_ANOMALY] for s, o in zip(scores, valid.ood, strict=True)])
-    if anomaly.size == 0:
-        raise ValueError("validation frames hold no anomaly pixel")
-    # the largest threshold with score >= threshold on at least 95 % of anomaly pixels
-    threshold = float(np.sort(anomaly)[int(np.floor(0.05 * anomaly.size))])
+    threshold = tpr95_threshold(scores, valid) if threshold is None else float(threshold)
     flagged: dict[str, int] = {}
     total: dict[str, int] = {}
     for score, ood, semantic, prediction in zip(scores, valid.ood, valid.semantic, valid.prediction,
                                                  strict=True):
-        predicted = prediction.to(torch.uint8).numpy()
-        if predicted.shape != semantic.shape:
-            predicted = F.interpolate(prediction[None, None].float(), size=semantic.shape,
-                                      mode="nearest")[0, 0].to(torch.uint8).numpy()
         known = semantic != IGNORE_INDEX
-        wrong = predicted != semantic
+        wrong = _predictions_at(prediction, semantic.shape) != semantic
         evaluated = known & (ood == OOD_INLIER)
         whole = known & (ood != OOD_ANOMALY)
         groups = {"misclassified_inliers": evaluated & wrong, "correct_inliers": evaluated & ~wrong,
@@ -174,11 +182,31 @@ def misclassified_inlier_fpr(scores: Sequence[np.ndarray], valid: ValidationPass
         for key, pixels in groups.items():
             total[key] = total.get(key, 0) + int(pixels.sum())
             flagged[key] = flagged.get(key, 0) + int((score[pixels] >= threshold).sum())
-    result: dict[str, float] = {"threshold_tpr95": threshold}
+    result: dict[str, float] = {"threshold": threshold}
     for key in total:
         result[f"fpr_{key}"] = flagged[key] / max(total[key], 1)
         result[f"pixels_{key}"] = total[key]
     return result
+
+
+def anomaly_vs_misclassified(scores: Sequence[np.ndarray], valid: ValidationPass) -> dict[str, float]:
+    """AP / AUROC of anomaly pixels against misclassified inlier pixels only (all other pixels ignored).
+
+    The threshold-free form of the paper's argument: how well a score tells anomalies from the
+    segmenter's own errors.
+    """
+    from ood_seg_node.evaluation import StreamingOODMetrics
+
+    metrics = StreamingOODMetrics()
+    for score, ood, semantic, prediction in zip(scores, valid.ood, valid.semantic, valid.prediction,
+                                                 strict=True):
+        wrong = (_predictions_at(prediction, semantic.shape) != semantic) & (semantic != IGNORE_INDEX)
+        label = np.full(ood.shape, 255, dtype=np.uint8)
+        label[wrong & (ood != OOD_ANOMALY)] = OOD_INLIER
+        label[ood == OOD_ANOMALY] = OOD_ANOMALY
+        metrics.update(score, label)
+    result = metrics.compute()
+    return {"ap": result["ap"], "auroc": result["auroc"], "fpr95": result["fpr95"]}
 
 
 def measure_overhead(segmenter: Segmenter, head: DiCNet, size: tuple[int, int] = (256, 512),
@@ -296,10 +324,15 @@ def _analyse(segmenter: Segmenter, checkpoint: Path, frames: Sequence[Frame], ba
     valid = validation_pass(segmenter, head, frames, batch_size, device)
     scores = {"dicnet": dicnet_scores(head, valid),
               "msp": [_upsample(s, o.shape) for s, o in zip(valid.msp, valid.ood, strict=True)]}
-    analysis: dict[str, Any] = {"validation": {
-        name: {**pixel_metrics(maps, valid.ood), **misclassified_inlier_fpr(maps, valid)}
-        for name, maps in scores.items()
-    }}
+    analysis: dict[str, Any] = {"validation": {}}
+    for name, maps in scores.items():
+        pixels = pixel_metrics(maps, valid.ood)
+        analysis["validation"][name] = {
+            **{k: pixels[k] for k in ("ap", "auroc", "fpr95")},
+            "at_tpr95": misclassified_inlier_fpr(maps, valid),
+            "at_best_f1_threshold": misclassified_inlier_fpr(maps, valid, pixels["threshold"]),
+            "anomaly_vs_misclassified": anomaly_vs_misclassified(maps, valid),
+        }
     if bench_runs > 0:
         analysis["overhead"] = measure_overhead(segmenter, head, size, bench_runs)
         segmenter.to(device)
