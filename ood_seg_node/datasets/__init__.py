@@ -74,7 +74,7 @@ FORMATS: Registry[DatasetFormat] = Registry("dataset format")
 
 
 class SyntheticDataset:
-    """The procedural Lost&Found-style world (``datasets/synthetic.py``) behind the dataset interface."""
+    """The procedural Lost&Found-style world (``datasets/synthetic/``) behind the dataset interface."""
 
     kind: str = "obstacle"
     has_semantic: bool = True
