@@ -13,6 +13,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ood_seg_node.commands.dataset_options import add_dataset_arguments, open_from_args
 
@@ -25,7 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--bag", help="a rosbag2 with /camera/image_raw and /camera/ood_gt")
     source.add_argument("--merge", nargs="+", metavar="DIR", help="merge the partial results of sharded runs")
     methods = parser.add_argument_group("what to evaluate")
-    methods.add_argument("--head", action="append", default=[], help="head name; repeat to compare heads")
+    methods.add_argument("--head", action="append", default=[], metavar="NAME[=CHECKPOINT]",
+                         help="head to evaluate; repeat to compare heads (one segmenter forward for all). "
+                              "NAME=CHECKPOINT evaluates that checkpoint, labelled NAME:<its folder>, so "
+                              "variants of one head (ablations) compare in one run")
     methods.add_argument("--head-checkpoint", action="append", default=[], metavar="HEAD=PATH",
                          help="weights for a trained head (default: the shipped ones)")
     methods.add_argument("--scores", metavar="DIR",
@@ -90,8 +94,12 @@ def _scorers(args: argparse.Namespace) -> list:
         checkpoints = _pairs(args.head_checkpoint)
         segmenter = build_segmenter(args.segmenter, args.segmenter_checkpoint)
         shared, own = [], []
-        for name in args.head:
-            head = build_head(name, segmenter, checkpoints.get(name, ""))
+        for item in args.head:
+            name, _, path = item.partition("=")
+            head = build_head(name, segmenter, path or checkpoints.get(name, ""))
+            if path:  # a variant: label it by its run folder (runs/obsnet_noattack/obsnet.pt -> obsnet:obsnet_noattack)
+                folder = Path(path).resolve()
+                head.name = f"{name}:{folder.parent.name if folder.stem == name else folder.stem}"
             (own if head.segmenter_override() is not None else shared).append(head)
         groups = ([shared] if shared else []) + [[head] for head in own]
         scorers += [PipelineScorer(Pipeline(segmenter, group, device=args.device)) for group in groups]
