@@ -217,7 +217,7 @@ def test_train_head_writes_a_checkpoint_the_node_can_build(tmp_path, random_buil
     config = HeadTrainingConfig(head="dicnet", segmenter_checkpoint=random_builtin_checkpoint,
                                 out=str(tmp_path / "run"), sequences=2, frames_per_sequence=2,
                                 val_sequences=1, epochs=1, batch_size=2, height=64, width=128)
-    summary = train(config, argparse.Namespace(dicnet_width=0.5, dicnet_bench_runs=1))
+    summary = train(config, argparse.Namespace(dicnet_width=0.5, dicnet_passes=1, dicnet_bench_runs=1))
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     assert len(log["epochs"]) == 1 and math.isfinite(log["epochs"][0]["val_loss"])
     validation = summary["validation"]
