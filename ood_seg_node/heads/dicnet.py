@@ -48,7 +48,9 @@ Deviations from the paper, and why:
 
 from __future__ import annotations
 
+import copy
 import math
+import warnings
 from typing import Any
 
 import torch
@@ -194,6 +196,11 @@ class DiCNet(Head):
         self.config: dict[str, Any] = dict(config or {})
         self.register_buffer("score_centre", torch.tensor(0.0))
         self.register_buffer("score_scale", torch.tensor(1.0))
+        # On CPU at inference, the student runs as a channels-last traced-and-frozen copy (BN folded into
+        # the convolutions, ~2x faster than eager), kept per input shape only when it reproduces eager
+        # outputs, and dropped whenever the weights may change (train(), load_state_dict()).
+        self.optimise = True
+        self._frozen: dict[tuple[int, ...], torch.jit.ScriptModule | None] = {}
 
     @classmethod
     def build(cls, segmenter: Segmenter, checkpoint: str = "") -> DiCNet:
@@ -213,13 +220,25 @@ class DiCNet(Head):
         head.default_threshold = float(loaded.meta.get("default_threshold", math.nan))
         return head
 
+    def train(self, mode: bool = True) -> DiCNet:  # noqa: D102
+        self._frozen.clear()
+        return super().train(mode)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102
+        self._frozen.clear()
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
     def teacher_features(self, out: SegmenterOutput) -> torch.Tensor:
         """The distillation target: the segmenter's ``neck`` tap, standardised (B, C, h, w)."""
         return self.standardiser(out.features["neck"].float())
 
     def student_features(self, image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Student prediction resized (only if needed) to the teacher neck's ``size``."""
-        predicted = self.student(image)
+        frozen = self._frozen_student(image) if self._can_freeze(image) else None
+        if frozen is None:
+            predicted = self.student(image)
+        else:
+            predicted = frozen(image.contiguous(memory_format=torch.channels_last))
         if tuple(predicted.shape[-2:]) != tuple(size):
             predicted = F.interpolate(predicted, size=size, mode="bilinear", align_corners=False)
         return predicted.float()
@@ -240,6 +259,27 @@ class DiCNet(Head):
             score = F.interpolate(score[:, None], size=out.logits.shape[-2:], mode="bilinear",
                                   align_corners=False)[:, 0]
         return score
+
+    def _can_freeze(self, image: torch.Tensor) -> bool:
+        cpu = image.device.type == "cpu"
+        return self.optimise and cpu and not self.training and not torch.is_grad_enabled()
+
+    def _frozen_student(self, image: torch.Tensor) -> torch.jit.ScriptModule | None:
+        key = tuple(image.shape)
+        if key not in self._frozen:
+            self._frozen[key] = None
+            image = image.float().contiguous(memory_format=torch.channels_last)
+            try:
+                # a copy: converting the live weights under inference mode would make them inference tensors
+                student = copy.deepcopy(self.student).to(memory_format=torch.channels_last).eval()
+                with warnings.catch_warnings():  # TorchScript: deprecated upstream, still fastest on CPU
+                    warnings.simplefilter("ignore")
+                    frozen = torch.jit.freeze(torch.jit.trace(student, image, check_trace=False))
+                if torch.allclose(frozen(image), student(image), rtol=1e-4, atol=1e-4):
+                    self._frozen[key] = frozen
+            except (RuntimeError, torch.jit.Error):
+                pass
+        return self._frozen[key]
 
     @torch.no_grad()
     def calibrate(self, inlier_discrepancy: torch.Tensor) -> dict[str, float]:
