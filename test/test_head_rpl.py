@@ -253,7 +253,8 @@ def test_short_training_reduces_the_losses():
     assert history[-1]["corocl"] < history[0]["corocl"]
 
 
-def test_train_head_end_to_end(tmp_path):
+@pytest.mark.parametrize("corocl", ["on", "off"])
+def test_train_head_end_to_end(tmp_path, corocl):
     from ood_seg_node.training.common import HeadTrainingConfig
     from ood_seg_node.training.rpl import train
 
@@ -263,9 +264,10 @@ def test_train_head_end_to_end(tmp_path):
     config = HeadTrainingConfig(head="rpl", segmenter_checkpoint=str(seg_path), out=str(tmp_path / "run"),
                                 sequences=2, frames_per_sequence=2, val_sequences=1, epochs=1, batch_size=2,
                                 height=64, width=128)
-    result = train(config, SimpleNamespace(rpl_corocl="on"))
+    result = train(config, SimpleNamespace(rpl_corocl=corocl))
     log = json.loads((tmp_path / "run" / "log.json").read_text())
-    assert 0.0 <= log["epochs"][0]["val_ap"] <= 1.0 and "train_corocl" in log["epochs"][0]
+    assert 0.0 <= log["epochs"][0]["val_ap"] <= 1.0
+    assert ("train_corocl" in log["epochs"][0]) == (corocl == "on")
     segmenter = build_segmenter("builtin", str(seg_path))
     head = build_head("rpl", segmenter, result["checkpoint"])
     assert math.isfinite(head.default_threshold)

@@ -20,8 +20,11 @@ procedural objects replace COCO (a COCO-like folder can be given with ``--rpl-ou
 obstacles in training frames are ignored (void), so only pasted objects are trained as outliers; losses
 are computed at the logits' native resolution (stride 4) on labels area-downsampled to it (a cell is an
 outlier when at least half of it is pasted, an inlier when none of it is pasted or void) rather than on
-logits upsampled to full resolution; Adam with a poly schedule at 1e-3 for a few hundred steps replaces
-7.5e-5 for 40 Cityscapes epochs (CPU budget); CoroCL samples up to 256 pixels per group instead of 512.
+logits upsampled to full resolution; the outlier source's context images pass through the module with
+the pasted scenes' batch-norm statistics instead of sharing one batch with them (procedural contexts
+skewed the running statistics used at inference); Adam with a poly schedule at 1e-3 for a few hundred
+steps replaces 7.5e-5 for 40 Cityscapes epochs (CPU budget); CoroCL samples up to 256 pixels per group
+instead of 512.
 """
 
 from __future__ import annotations
