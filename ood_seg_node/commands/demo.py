@@ -85,7 +85,10 @@ def run(args: argparse.Namespace) -> int:
                 replayer.wait_for_node(node)
                 stats = replayer.play(tqdm(frames, desc=f"replaying to {head}", unit="frame", leave=False),
                                       rate_hz=args.rate, start_ns=DEFAULT_START_NS, node=node)
-            runs[head] = _evaluate(head, replayer.received, stamps, dataset.kind, out / "overlays", args.overlays)
+            latencies = {stamp: (entry.received_at - stats.sent_at[stamp]) * 1e3
+                         for stamp, entry in replayer.received.items() if stamp in stats.sent_at}
+            runs[head] = _evaluate(head, replayer.received, stamps, latencies, dataset.kind, out / "overlays",
+                                   args.overlays)
             delivery[head] = f"{runs[head].pixel.frames}/{stats.sent}"
     finally:
         replayer.close()
@@ -100,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate(head: str, received: dict, stamps: dict, kind: str, folder, overlays: int):
-    """Pair the node's score maps with the bag's ground truth by stamp and accumulate the metrics."""
+def _evaluate(head: str, received: dict, stamps: dict, latencies: dict, kind: str, folder, overlays: int):
+    """Pair the node's score maps with the bag's ground truth by stamp and accumulate the metrics.
+
+    ``latencies`` (stamp -> ms) are end to end: image published -> score map received over DDS.
+    """
     import cv2
 
     from ood_seg_node.cityscapes import NUM_CLASSES
@@ -117,11 +123,11 @@ def _evaluate(head: str, received: dict, stamps: dict, kind: str, folder, overla
         entry = received.get(stamp)
         if entry is None or entry.score is None:
             continue
-        run.add(index, frame, entry.score, None)
+        run.add(index, frame, entry.score, latencies.get(stamp))
         labels[index] = cv2.imencode(".png", frame.ood_gt)[1].tobytes()
         if entry.labels is not None and frame.semantic is not None:
             confusion.update(entry.labels, frame.semantic)
-        if frame.ood_gt.max() == 1 and len(pictures) < overlays:
+        if (frame.ood_gt == 1).sum() >= 20 and len(pictures) < overlays:
             pictures.append((frame, entry.score))
     if not run.pixel.frames:
         raise RuntimeError(f"no score map came back from the node running head {head}")
