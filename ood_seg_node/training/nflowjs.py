@@ -53,7 +53,7 @@ from ood_seg_node.training.common import (
 )
 
 NEGATIVES = ("flow", "procedural", "none")
-DEFAULT_SEGMENTER_LR = 2e-4
+DEFAULT_SEGMENTER_LR = 5e-4
 
 
 @dataclass
@@ -61,9 +61,9 @@ class NFlowJSOptions:
     """The ``--nflowjs-*`` flags (see :func:`add_arguments` for their meaning)."""
 
     negatives: str = "flow"
-    loss_weight: float = 0.3
+    loss_weight: float = 1.0
     flow_weight: float = 1.0
-    flow_steps: int = 500
+    flow_steps: int = 400
     flow_batch: int = 32
     flow_crop: int = 32
     flow_lr: float = 1e-3
@@ -71,8 +71,8 @@ class NFlowJSOptions:
     flow_hidden: int = 48
     flow_checkpoint: str = ""
     freeze_flow: bool = False
-    patch_min: int = 16
-    patch_max: int = 64
+    patch_min: int = 8
+    patch_max: int = 48
     patches_per_image: int = 1
     temperature: float = 1.0
 
