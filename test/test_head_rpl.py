@@ -105,6 +105,37 @@ def test_works_on_a_torchvision_segmenter():
     assert torch.equal(out.logits, before)
 
 
+def test_fast_path_equals_classifier_on_neck_plus_residual():
+    from ood_seg_node.segmenters.torchvision_models import TorchvisionSegmenter
+
+    torch.manual_seed(0)
+    for segmenter in (_builtin(), TorchvisionSegmenter("lraspp_mobilenet_v3_large").eval()):
+        head = _head(segmenter, scale=0.5)
+        assert head._pointwise_affine
+        with torch.inference_mode():
+            out = segmenter.run(torch.rand(1, 3, 64, 96))
+            fast = head.augmented_logits(out)
+            neck = out.features["neck"]
+            residual = head.module(out.features["stage3"], neck.shape[-2:])
+            assert torch.allclose(fast, segmenter.classify(neck + residual), atol=1e-4)
+
+
+def test_non_pointwise_classifier_uses_the_general_path():
+    class Smoothing(BuiltinSegmenter):
+        def classify(self, neck):
+            return super().classify(torch.nn.functional.avg_pool2d(neck, 3, 1, 1))
+
+    torch.manual_seed(0)
+    segmenter = Smoothing().eval()
+    head = _head(segmenter)
+    assert not head._pointwise_affine
+    with torch.inference_mode():
+        out = segmenter.run(torch.rand(1, 3, 64, 128))
+        neck = out.features["neck"]
+        expected = segmenter.classify(neck + head.module(out.features["stage3"], neck.shape[-2:]))
+        assert torch.equal(head.augmented_logits(out), expected)
+
+
 def test_gaussian_blur_keeps_constants_and_spreads_peaks():
     flat = torch.full((1, 10, 12), 3.0)
     assert torch.allclose(gaussian_blur(flat), flat)

@@ -61,6 +61,34 @@ def gaussian_blur(score: torch.Tensor, kernel_size: int = 7, sigma: float = 1.0)
     return x[:, 0]
 
 
+def classifier_is_pointwise_affine(segmenter: Segmenter) -> bool:
+    """Whether ``segmenter.classify`` maps each pixel alone and affinely (a 1x1 conv, as everywhere here).
+
+    Checked numerically on random features: additivity up to the bias, and a one-pixel change that stays at
+    that pixel. A segmenter without ``classify`` or with a wider classifier returns False.
+    """
+    channels = segmenter.tap_channels.get("neck")
+    if not channels:
+        return False
+    parameter = next(segmenter.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(1, channels, 5, 5, generator=generator).to(device)
+    b = torch.randn(1, channels, 5, 5, generator=generator).to(device)
+    try:
+        with torch.no_grad():
+            classify = segmenter.classify
+            zero = classify(torch.zeros_like(a))
+            additive = torch.allclose(classify(a + b) - classify(b), classify(a) - zero, rtol=1e-3, atol=1e-3)
+            moved = a.clone()
+            moved[..., 2, 2] += 1.0
+            change = (classify(moved) - classify(a)).abs().sum(dim=1)[0]
+    except Exception:  # no classifier, or one that cannot take these shapes: use the general path
+        return False
+    change[2, 2] = 0.0
+    return bool(additive) and tuple(change.shape) == (5, 5) and float(change.max()) < 1e-5
+
+
 class ResidualPatternModule(nn.Module):
     """ASPP on ``stage3`` -> bottleneck features -> 1x1 conv to a residual with ``neck``'s channel count.
 
@@ -144,6 +172,7 @@ class RPLHead(Head):
         self.blur_sigma = float(blur_sigma)
         self.module = ResidualPatternModule(segmenter.tap_channels["stage3"], segmenter.tap_channels["neck"],
                                             width=self.width, dilations=self.dilations)
+        self._pointwise_affine = classifier_is_pointwise_affine(segmenter)
 
     @property
     def segmenter(self) -> Segmenter:
@@ -174,12 +203,24 @@ class RPLHead(Head):
         return head
 
     def augmented_logits(self, out: SegmenterOutput, features: torch.Tensor | None = None) -> torch.Tensor:
-        """The classifier's logits on ``neck + residual`` (``features``: a precomputed ``encode`` output)."""
+        """The classifier's logits on ``neck + residual`` (``features``: a precomputed ``encode`` output).
+
+        When the classifier is a per-pixel affine map (checked once, at construction) this is computed as
+        ``logits + up(classify(r) - classify(0))`` on the residual ``r`` at ``stage3``'s resolution: equal
+        (affine maps commute with bilinear upsampling), and it upsamples 19 channels instead of ``neck``'s.
+        """
         neck = out.features["neck"]
         if features is None:
             features = self.module.encode(out.features["stage3"])
-        residual = self.module.residual(features, neck.shape[-2:])
-        return self.segmenter.classify(neck + residual.to(neck.dtype))
+        if not self._pointwise_affine:
+            residual = self.module.residual(features, neck.shape[-2:])
+            return self.segmenter.classify(neck + residual.to(neck.dtype))
+        residual = self.module.to_residual(features).to(neck.dtype)
+        bias = self.segmenter.classify(torch.zeros_like(residual[..., :1, :1]))
+        delta = self.segmenter.classify(residual) - bias
+        if tuple(delta.shape[-2:]) != tuple(out.logits.shape[-2:]):
+            delta = F.interpolate(delta, size=out.logits.shape[-2:], mode="bilinear", align_corners=False)
+        return out.logits + delta
 
     def score(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:
         """-logsumexp of the augmented logits, Gaussian-blurred, (B, h, w) at the logits' resolution."""
