@@ -252,6 +252,15 @@ def test_train_head_writes_a_checkpoint_the_node_can_build(tmp_path, random_buil
         score = head.score(images, out)
     assert score.shape == (1, *out.logits.shape[-2:]) and torch.isfinite(score).all()
 
+    from ood_seg_node.training.dicnet import main
+
+    report = tmp_path / "heldout.json"
+    assert main(["--frames", "2", "--height", "64", "--width", "128", "--bench-runs", "0",
+                 "--out", str(report), "--segmenter-checkpoint", random_builtin_checkpoint,
+                 "--head-checkpoint", summary["checkpoint"]]) == 0
+    comparison = json.loads(report.read_text())["comparison"]
+    assert set(comparison) == {"dicnet", "msp"} and 0.0 <= comparison["dicnet"]["auroc"] <= 1.0
+
     other = tmp_path / "other_segmenter.pt"
     torch.manual_seed(1)
     save_checkpoint(other, BuiltinSegmenter().state_dict(), kind="segmenter", name="builtin",
