@@ -267,3 +267,25 @@ def test_train_head_writes_a_checkpoint_the_node_can_build(tmp_path, random_buil
                     config={"input_size": [64, 128]})
     with pytest.raises(CheckpointError, match="trained on segmenter"):
         build_head("dicnet", build_segmenter("builtin", str(other)), summary["checkpoint"])
+
+
+def test_train_head_on_a_torchvision_segmenter(tmp_path):
+    from ood_seg_node.training.common import HeadTrainingConfig
+    from ood_seg_node.training.dicnet import train
+
+    torch.manual_seed(0)
+    weights = tmp_path / "lraspp.pt"
+    torch.save(TorchvisionSegmenter("lraspp_mobilenet_v3_large").model.state_dict(), weights)
+    spec = "torchvision:lraspp_mobilenet_v3_large"
+    config = HeadTrainingConfig(head="dicnet", segmenter=spec, segmenter_checkpoint=str(weights),
+                                out=str(tmp_path / "run"), sequences=1, frames_per_sequence=2,
+                                val_sequences=1, epochs=1, batch_size=2, height=64, width=128)
+    summary = train(config, argparse.Namespace(dicnet_width=0.5, dicnet_passes=1, dicnet_bench_runs=0))
+    segmenter = build_segmenter(spec, str(weights))
+    head = build_head("dicnet", segmenter, summary["checkpoint"])
+    assert head.config["standardisation"] == "measured" and head.config["student"]["neck_stride"] == 8
+    images = _images(1)
+    with torch.inference_mode():
+        out = segmenter.run(images)
+        score = head.score(images, out)
+    assert score.shape == (1, *out.logits.shape[-2:]) and torch.isfinite(score).all()
