@@ -15,18 +15,14 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from ood_seg_node.datasets.base import Frame
-from ood_seg_node.encodings import array_to_image_fields
 from ood_seg_node.evaluation.runner import ScoreFileScorer, evaluate_frames
+from ood_seg_node.imaging import array_to_image_msg
 from ood_seg_node.ros_replay import NodeProcess
 
 
 def _message(array: np.ndarray, encoding: str, stamp_ns: int) -> Image:
-    fields = array_to_image_fields(array, encoding)
     header = Header(stamp=Time(sec=stamp_ns // 10**9, nanosec=stamp_ns % 10**9), frame_id="camera")
-    msg = Image(header=header, height=fields.height, width=fields.width, encoding=fields.encoding,
-                is_bigendian=fields.is_bigendian, step=fields.step)
-    msg.data = fields.data
-    return msg
+    return array_to_image_msg(array, encoding, header)
 
 
 def _frames(count: int):
