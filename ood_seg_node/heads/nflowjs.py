@@ -50,14 +50,16 @@ def js_max(num_classes: int) -> float:
 def js_to_uniform(logits: torch.Tensor) -> torch.Tensor:
     """Jensen-Shannon divergence (nats) between softmax(logits) over dim 1 and the uniform distribution.
 
-    JSD(P || U) = (KL(P || M) + KL(U || M)) / 2 with M = (P + U) / 2, computed in log space so that it is
-    finite and differentiable for any logits. (B, C, ...) -> (B, ...).
+    JSD(P || U) = (KL(P || M) + KL(U || M)) / 2 with M = (P + U) / 2. ``log P`` comes from log-softmax and
+    M >= 1 / (2C) everywhere, so every term is finite and differentiable for any logits.
+    (B, C, ...) -> (B, ...).
     """
+    classes = logits.shape[1]
     log_p = torch.log_softmax(logits, dim=1)
-    log_u = -math.log(logits.shape[1])
-    log_m = torch.logaddexp(log_p, torch.full_like(log_p, log_u)) - math.log(2.0)
-    kl_pm = (log_p.exp() * (log_p - log_m)).sum(dim=1)
-    kl_um = (math.exp(log_u) * (log_u - log_m)).sum(dim=1)
+    p = log_p.exp()
+    log_m = torch.log(0.5 * p + 0.5 / classes)
+    kl_pm = (p * (log_p - log_m)).sum(dim=1)
+    kl_um = -math.log(classes) - log_m.mean(dim=1)
     return 0.5 * (kl_pm + kl_um)
 
 

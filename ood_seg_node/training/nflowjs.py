@@ -280,34 +280,37 @@ def validate(segmenter: Segmenter, frames: Sequence[Frame], batch_size: int,
 # -------------------------------------------------------------------------------------------- figure
 
 
-def save_sample_figure(flow: PatchFlow, frames: Sequence[Frame], path: str | Path, *, count: int = 8,
-                       sides: Sequence[int] = (16, 32, 64), seed: int = 0) -> None:
-    """Real inlier patches (top row per size) next to flow samples (bottom row) at several sizes."""
+def save_sample_figure(flows: dict[str, PatchFlow], frames: Sequence[Frame], path: str | Path, *,
+                       count: int = 8, sides: Sequence[int] = (16, 32, 48), seed: int = 0) -> None:
+    """Per patch size, a row of real inlier patches, then a row of samples of each flow (label -> flow)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    generator = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    flow.eval()
-    fig, axes = plt.subplots(2 * len(sides), count, figsize=(count * 1.1, 2.3 * len(sides)))
+    rows_per_side = 1 + len(flows)
+    fig, axes = plt.subplots(rows_per_side * len(sides), count,
+                             figsize=(count * 1.1, 1.15 * rows_per_side * len(sides) + 0.4), squeeze=False)
     with torch.no_grad():
-        for row, side in enumerate(sides):
-            real = inlier_crops(frames, side, count, rng)
-            fake = flow.sample(count, side, generator=generator.manual_seed(seed + side))
-            for col in range(count):
-                for offset, patch in ((0, real), (1, fake)):
-                    ax = axes[2 * row + offset, col]
-                    ax.imshow(patch[col].permute(1, 2, 0).clamp(0, 1).cpu().numpy(), interpolation="nearest")
+        for block, side in enumerate(sides):
+            rows = [("real", inlier_crops(frames, side, count, rng))]
+            for label, flow in flows.items():
+                generator = torch.Generator().manual_seed(seed + side)  # same latents for every flow
+                rows.append((label, flow.eval().sample(count, side, generator=generator)))
+            for offset, (label, patches) in enumerate(rows):
+                for col in range(count):
+                    ax = axes[block * rows_per_side + offset, col]
+                    image = patches[col].permute(1, 2, 0).clamp(0, 1).cpu().numpy()
+                    ax.imshow(image, interpolation="nearest")
                     ax.set_xticks([])
                     ax.set_yticks([])
                     if col == 0:
-                        ax.set_ylabel(f"{'real' if offset == 0 else 'flow'} {side}px", fontsize=8)
-    fig.suptitle("NFlowJS: inlier patches (real) vs samples of the jointly trained flow", fontsize=9)
+                        ax.set_ylabel(f"{label}\n{side} px", fontsize=7)
+    fig.suptitle("NFlowJS: real inlier patches and flow samples (same latents per column)", fontsize=9)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -434,9 +437,13 @@ def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any
                    f"MSP AP {metrics['msp_ap']:.3f}  FPR95 {metrics['fpr95']:.3f}  "
                    f"mIoU {metrics['miou']:.3f}")
     if flow is not None:
+        figure_flows = {}
+        if (out / "nflowjs_flow_pretrained.pt").is_file():
+            figure_flows["pre-trained"] = load_flow(out / "nflowjs_flow_pretrained.pt")
         best_flow = out / "nflowjs_flow.pt"
-        save_sample_figure(load_flow(best_flow) if best_flow.is_file() else flow, train_frames,
-                           out / "nflowjs_samples.png")
+        label = "joint" if joint_flow else "flow"
+        figure_flows[label] = load_flow(best_flow) if best_flow.is_file() else flow
+        save_sample_figure(figure_flows, train_frames, out / "nflowjs_samples.png")
     result = {"checkpoint": str(out / "nflowjs.pt"), "negatives": options.negatives,
               "flow_final_bpd": flow_history[-1] if flow_history else math.nan, **best}
     return result
