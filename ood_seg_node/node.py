@@ -232,10 +232,12 @@ class OODSegNode(Node):
         threshold = self._pipeline.effective_threshold
         source = "image/compressed" if config.compressed_input else "image"
         qos = "reliable" if config.reliable_input else "best-effort"
-        return (
-            f"ready: head={config.head} segmenter={config.segmenter} device={self._pipeline.device} "
-            f"threshold={threshold:g} input={self.resolve_topic_name(source)} ({qos})"
+        line = (
+            f"ready: head={config.head} segmenter={self._pipeline.segmenter.identity} "
+            f"device={self._pipeline.device} threshold={threshold:g} input={self.resolve_topic_name(source)} ({qos})"
         )
+        note = getattr(self._pipeline.head, "description", "")  # e.g. NFlowJS: it carries its own segmenter
+        return f"{line}; {note}" if note else line
 
     # -- subscriptions ---------------------------------------------------------------------------
 
