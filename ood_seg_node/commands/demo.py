@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ood_seg_node.training import HELD_OUT_SEED_START
 
     parser.add_argument("--out", default="ood_seg_demo", help="report folder (default: %(default)s)")
-    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED_START + 24,
+    parser.add_argument("--seed", type=int, default=HELD_OUT_SEED_START,
                         help="synthetic world seed, held out from training (default: %(default)s)")
     parser.add_argument("--frames", type=int, default=40, help="frames in the sequence (default: %(default)s)")
     parser.add_argument("--height", type=int, default=256, help="image height (default: %(default)s)")
