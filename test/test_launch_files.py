@@ -21,6 +21,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
+from ood_seg_node import dds
 from ood_seg_node.node import NodeConfig, check_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -290,7 +291,8 @@ def test_launch_passes_the_large_image_profile_to_every_process(monkeypatch, nam
     monkeypatch.delenv("RMW_IMPLEMENTATION", raising=False)
     actions = _run_launch_file(name, {"bag": "b"}, monkeypatch)
     set_env = [a for a in actions if type(a).__name__ == "SetEnvironmentVariable"]
-    profile = ROOT / "ood_seg_node" / "config" / "fastdds_large_images.xml"
+    profile = dds.shipped_profile_path()  # the installed share/ copy under colcon, else the package's own
+    assert profile is not None and profile.name == "fastdds_large_images.xml"
     assert [a.args[1] for a in set_env] == [str(profile)]
     first_process = min(i for i, a in enumerate(actions) if type(a).__name__ in ("Node", "ExecuteProcess"))
     assert all(actions.index(a) < first_process for a in set_env)
