@@ -56,11 +56,11 @@ class AttackConfig:
     """
 
     mode: str = "local"
-    target: str = "true"
+    target: str = "random"
     mask: str = "shapes"
-    epsilon: float = 0.03
+    epsilon: float = 0.06
     noise: float = 0.007
-    box: float = 0.25
+    box: float = 1.0
     shapes: tuple[int, int] = (6, 10)
     probability: float = 1.0
 

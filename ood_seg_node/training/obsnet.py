@@ -70,9 +70,9 @@ def add_arguments(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--obsnet-attack", choices=ATTACK_MODES, default="local",
                        help="adversarial attack on training images: local (LAA), global (whole image) or "
                             "none, for the paper's ablation (default: local)")
-    group.add_argument("--obsnet-attack-target", choices=ATTACK_TARGETS, default="true",
-                       help="FGSM direction: raise the true class' loss, or push towards a random class "
-                            "(default: true)")
+    group.add_argument("--obsnet-attack-target", choices=ATTACK_TARGETS, default=AttackConfig.target,
+                       help="FGSM direction: raise the true class' loss, or push towards one random class "
+                            f"per image (default: {AttackConfig.target})")
     group.add_argument("--obsnet-mask", choices=MASK_KINDS, default="shapes",
                        help="local attack region: random shapes in a box, or the whole square box "
                             "(default: shapes)")
