@@ -15,7 +15,9 @@ def _module(command: str):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ood_seg", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="ood_seg", description="ood_seg_node tools: demo, bags, evaluation, training, benchmarks "
+                                    "('ood_seg <command> --help' documents each)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="<command>")
     for name, summary in COMMANDS.items():
         command_parser = sub.add_parser(name, help=summary, description=summary)
