@@ -132,7 +132,6 @@ def _evaluate(head: str, received: dict, stamps: dict, latencies: dict, kind: st
     if not run.pixel.frames:
         raise RuntimeError(f"no score map came back from the node running head {head}")
     run.second_pass(labels, keep_worst=0)
-    run.kept.clear()
     run.confusion = confusion
     folder.mkdir(parents=True, exist_ok=True)
     for frame, score in pictures:

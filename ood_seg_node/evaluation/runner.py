@@ -132,7 +132,7 @@ class HeadRun:
         return float(best_f1_threshold(self.pixel))
 
     def second_pass(self, labels: dict[int, np.ndarray], keep_worst: int) -> None:
-        """Component metrics (and worst frames) at the SMIYC threshold from the kept scores."""
+        """Component metrics (and worst frames) at the SMIYC threshold from the kept scores, then frees them."""
         threshold = self.threshold()
         self.component_threshold = threshold
         self.components = ComponentMetrics(self.kind)
@@ -144,6 +144,7 @@ class HeadRun:
             heapq.heappush(self.worst, (errors, index))
             if len(self.worst) > keep_worst:
                 heapq.heappop(self.worst)
+        self.kept.clear()
 
     def result(self) -> dict[str, Any]:
         pixel = self.pixel.compute()
@@ -326,7 +327,6 @@ def evaluate_frames(
     decoded = CompressedLabels(labels)
     for run in heads.values():
         run.second_pass(decoded, overlays)
-        run.kept.clear()
     if overlays_dir is not None and overlays > 0:
         _write_overlays(Path(overlays_dir), frames, scorers, heads)
     return EvaluationRun(heads, {**(meta or {}), "kind": kind, "frames": evaluated,
