@@ -28,13 +28,10 @@ from std_msgs.msg import String
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.encodings import ImageEncodingError, decode_image
 from ood_seg_node.evaluation.runner import CompressedLabels, EvaluationRun, HeadRun
+from ood_seg_node.imaging import stamp_ns
 from ood_seg_node.node import spin_node
 
 PENDING_LIMIT = 200  # unmatched messages kept per side; older ones are counted as unmatched
-
-
-def _stamp(msg) -> int:
-    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
 
 
 class EvaluatorNode(Node):
@@ -75,13 +72,13 @@ class EvaluatorNode(Node):
             return None
 
     def on_score(self, msg: Image) -> None:
-        self._arrive(self.scores, self.gts, _stamp(msg), self._decode(msg, "32FC1"), "score", msg.header.frame_id)
+        self._arrive(self.scores, self.gts, msg.header, self._decode(msg, "32FC1"), "score")
 
     def on_gt(self, msg: Image) -> None:
-        self._arrive(self.gts, self.scores, _stamp(msg), self._decode(msg, "mono8"), "gt", msg.header.frame_id)
+        self._arrive(self.gts, self.scores, msg.header, self._decode(msg, "mono8"), "gt")
 
-    def _arrive(self, mine: dict, theirs: dict, stamp: int, array: np.ndarray | None, side: str,
-                frame_id: str) -> None:
+    def _arrive(self, mine: dict, theirs: dict, header, array: np.ndarray | None, side: str) -> None:
+        stamp, frame_id = stamp_ns(header), header.frame_id
         self.last_message = time.monotonic()
         if array is None:
             return
@@ -125,7 +122,6 @@ class EvaluatorNode(Node):
             self.get_logger().warn("no score map matched a ground-truth stamp; nothing written")
             return None
         self.run.second_pass(self.labels, keep_worst=0)
-        self.run.kept.clear()
         unmatched = {"unmatched_scores": len(self.scores) + self.unmatched["score"],
                      "unmatched_gt": len(self.gts) + self.unmatched["gt"]}
         results = EvaluationRun({self.head: self.run}, {"source": "online", **unmatched}).write(self.out_dir)

@@ -73,6 +73,11 @@ class _CvBridge:
 _CV_BRIDGE = _CvBridge()
 
 
+def stamp_ns(header: Header) -> int:
+    """A header's stamp in integer nanoseconds: the key outputs and ground truth are paired by."""
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
 def cv_bridge_available() -> bool:
     """Whether a working cv_bridge extends the input encodings beyond :data:`INPUT_ENCODINGS`."""
     return _CV_BRIDGE.get() is not None

@@ -177,7 +177,9 @@ class Replayer:
         self._rclpy.try_shutdown(context=self.context)
 
     def _entry(self, msg) -> Received:
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        from ood_seg_node.imaging import stamp_ns
+
+        stamp = stamp_ns(msg.header)
         return self.received.setdefault(stamp, Received())
 
     def _on_score(self, msg) -> None:
