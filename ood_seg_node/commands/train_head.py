@@ -11,7 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
-from dataclasses import fields
+
+from ood_seg_node.commands import add_config_arguments, config_from_args
 
 TRAINERS = ("obsnet", "rpl", "nflowjs", "dicnet")
 
@@ -38,11 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
     available = _available()
     parser.add_argument("--head", required=True, choices=available, help="head to train")
-    for field in fields(HeadTrainingConfig):
-        if field.name == "head":
-            continue
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
-                            help=f"(default: {field.default!r})")
+    add_config_arguments(parser, HeadTrainingConfig, skip=("head",))
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
     for head in available:
         _trainer(head).add_arguments(parser.add_argument_group(f"{head} options"))
@@ -55,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = HeadTrainingConfig(**{f.name: getattr(args, f.name) for f in fields(HeadTrainingConfig)})
+    config = config_from_args(HeadTrainingConfig, args)
     if not config.out:
         config.out = f"runs/{config.head}"
     result = _trainer(config.head).train(config, args)

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import fields
+
+from ood_seg_node.commands import add_config_arguments, config_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from ood_seg_node.training.segmenter import SegmenterTrainingConfig
 
-    for field in fields(SegmenterTrainingConfig):
-        parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default), default=field.default,
-                            help=f"(default: {field.default})")
+    add_config_arguments(parser, SegmenterTrainingConfig)
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0 = torch default)")
 
 
@@ -24,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = SegmenterTrainingConfig(**{f.name: getattr(args, f.name) for f in fields(SegmenterTrainingConfig)})
+    config = config_from_args(SegmenterTrainingConfig, args)
     best = train_segmenter(config)
     print(json.dumps({"checkpoint": f"{config.out}/builtin_segmenter.pt", **best}))
     return 0
