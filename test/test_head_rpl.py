@@ -86,7 +86,7 @@ def test_zero_initialised_module_reproduces_the_energy_score():
     with torch.inference_mode():
         out = segmenter.run(images)
         expected = gaussian_blur(-torch.logsumexp(out.logits, dim=1))
-        assert torch.allclose(head.score(images, out), expected, atol=1e-5)
+        assert torch.allclose(head.score(images, out), expected, rtol=1e-4, atol=1e-4)
 
 
 def test_works_on_a_torchvision_segmenter():
@@ -117,7 +117,7 @@ def test_fast_path_equals_classifier_on_neck_plus_residual():
             fast = head.augmented_logits(out)
             neck = out.features["neck"]
             residual = head.module(out.features["stage3"], neck.shape[-2:])
-            assert torch.allclose(fast, segmenter.classify(neck + residual), atol=1e-4)
+            assert torch.allclose(fast, segmenter.classify(neck + residual), rtol=1e-4, atol=1e-4)
 
 
 def test_non_pointwise_classifier_uses_the_general_path():
