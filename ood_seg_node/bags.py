@@ -25,17 +25,24 @@ precomputed score files and apply the right component filters.
 Reading pairs the image, ground truth and semantic messages by header stamp; it also accepts
 ``sensor_msgs/msg/CompressedImage`` on the image topic and any encoding of
 :mod:`ood_seg_node.encodings`.
+
+MCAP bags carry CRC-32s of every chunk, of the data section and of the summary, so a damaged file is an
+error naming the bad chunk rather than a silently shorter or altered run (sqlite3 has no checksums: only
+damage to the database's structure is detected there).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
+import struct
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Protocol
+from typing import Any, BinaryIO, Iterable, Iterator, Protocol
 
 import numpy as np
 
@@ -256,6 +263,97 @@ def _check_frame(frame: Frame, index: int) -> None:
             )
 
 
+# -------------------------------------------------------------------------------------- MCAP checksums
+# rosbags' MCAP writer leaves every CRC 0 ("not recorded"), so damage inside a chunk read as a shorter or
+# altered but complete bag. write_bag fills them in (layout: https://mcap.dev/spec); rosbags checks chunk
+# CRCs while reading, the summary is checked on opening, and a read failure names the chunk that fails.
+
+_MCAP_MAGIC = b"\x89MCAP0\r\n"
+_OP_FOOTER, _OP_CHUNK, _OP_DATA_END = 0x02, 0x06, 0x0F
+_RECORD_HEAD = struct.Struct("<BQ")  # opcode, body length
+_FOOTER = struct.Struct("<BQQQI")  # opcode, body length, summary start, summary offset start, summary CRC
+_CRC = struct.Struct("<I")
+_CHUNK_CRC_AT = 24  # a chunk body starts with message start time, end time, uncompressed size, then the CRC
+
+
+class _McapDamageError(ValueError):
+    """An MCAP file fails a checksum or is malformed (the message says where, in bytes)."""
+
+
+def _records(stream: BinaryIO, start: int, end: int) -> Iterator[tuple[int, int, bytes]]:
+    """(offset, opcode, body) of the records from byte ``start`` to ``end``, in file order."""
+    offset = start
+    while offset < end:
+        stream.seek(offset)
+        opcode, length = _RECORD_HEAD.unpack(stream.read(_RECORD_HEAD.size))  # end is before the footer
+        if offset + _RECORD_HEAD.size + length > end:
+            raise _McapDamageError(f"record at byte {offset} runs past byte {end} (damaged length)")
+        yield offset, opcode, stream.read(length)
+        offset += _RECORD_HEAD.size + length
+
+
+def _chunk_crc(offset: int, body: bytes) -> int:
+    """CRC-32 of a chunk's records after decompression: what its ``uncompressed_crc`` must hold."""
+    from rosbags.rosbag2.storage_mcap import decompress  # the reader's own: same codecs, same size check
+
+    size = int.from_bytes(body[16:24], "little")
+    name_end = 32 + int.from_bytes(body[28:32], "little")
+    data_start = name_end + 8
+    data_end = data_start + int.from_bytes(body[name_end:data_start], "little")
+    try:
+        return zlib.crc32(decompress(body[data_start:data_end], body[32:name_end].decode(), size, 0))
+    except Exception as error:  # garbage compression name, sizes or compressed bytes
+        raise _McapDamageError(f"chunk at byte {offset} cannot be decompressed ({error})") from None
+
+
+def _mcap_checksums(file: Path, *, fill: bool = False, data: bool = True) -> None:
+    """Check an MCAP file's CRCs, or with ``fill`` write them (chunks, then data section, then summary).
+
+    ``data=False`` checks only the summary (cheap, done on every opening). A stored 0 means "not recorded"
+    (bags written before CRCs were filled in) and passes.
+
+    Raises:
+        _McapDamageError: the first CRC that does not match, or a malformed record, naming its byte offset.
+    """
+    with file.open("r+b" if fill else "rb") as stream:
+
+        def settle(what: str, at: int, stored: bytes, computed: int) -> None:
+            if fill:
+                stream.seek(at)
+                stream.write(_CRC.pack(computed))
+            elif (value := _CRC.unpack(stored)[0]) and value != computed:
+                raise _McapDamageError(f"{what} fails its CRC check (stored {value:#010x}, computed {computed:#010x})")
+
+        footer_at = stream.seek(0, os.SEEK_END) - _FOOTER.size - len(_MCAP_MAGIC)
+        stream.seek(max(footer_at, 0))
+        footer = stream.read(_FOOTER.size)
+        if footer_at < len(_MCAP_MAGIC) or footer[0] != _OP_FOOTER:
+            raise _McapDamageError("no MCAP footer at its end (truncated?)")
+        summary_start = _FOOTER.unpack(footer)[2]  # 0: no summary section
+        if summary_start and not len(_MCAP_MAGIC) <= summary_start <= footer_at:
+            raise _McapDamageError(f"footer at byte {footer_at} points outside the file (damaged)")
+        if summary_start:
+            stream.seek(summary_start)
+            summary = stream.read(footer_at + _FOOTER.size - _CRC.size - summary_start)
+            settle(f"summary at byte {summary_start}", footer_at + _FOOTER.size - _CRC.size, footer[-_CRC.size:],
+                   zlib.crc32(summary))
+        if not data:
+            return
+        data_crc = zlib.crc32(_MCAP_MAGIC)
+        for offset, opcode, body in _records(stream, len(_MCAP_MAGIC), summary_start or footer_at):
+            at = offset + _RECORD_HEAD.size
+            if opcode == _OP_DATA_END:
+                settle("data section", at, body[: _CRC.size], data_crc)
+                break
+            if opcode == _OP_CHUNK:
+                computed = _chunk_crc(offset, body)
+                crc_field = slice(_CHUNK_CRC_AT, _CHUNK_CRC_AT + _CRC.size)
+                settle(f"chunk at byte {offset}", at + _CHUNK_CRC_AT, body[crc_field], computed)
+                if fill:
+                    body = body[: crc_field.start] + _CRC.pack(computed) + body[crc_field.stop :]
+            data_crc = zlib.crc32(body, zlib.crc32(_RECORD_HEAD.pack(opcode, len(body)), data_crc))
+
+
 def _prepare_target(path: Path, overwrite: bool) -> None:
     if not path.exists():
         return
@@ -368,6 +466,8 @@ def write_bag(
                 writer.set_custom_data(f"{_CUSTOM_PREFIX}kind", kind)
             if source is not None:
                 writer.set_custom_data(f"{_CUSTOM_PREFIX}source", source)
+        for file in _mcap_files(path):
+            _mcap_checksums(file, fill=True)
     except BaseException as error:
         # A half-written bag is worse than none: players and readers choke on it.
         shutil.rmtree(path, ignore_errors=True)
@@ -425,6 +525,21 @@ def bag_info(path: str | Path) -> BagInfo:
         raise BagError(f"{path / 'metadata.yaml'} is malformed: {error!r}") from None
 
 
+def _mcap_files(path: Path) -> list[Path]:
+    """The MCAP files of a bag folder, or the file itself when it is one."""
+    return [path] if path.suffix == ".mcap" else sorted(path.glob("*.mcap"))
+
+
+def _damage(path: Path, *, data: bool) -> str | None:
+    """Where the bag's MCAP files fail their checksums (``data=False``: their summaries only), or None."""
+    for file in _mcap_files(path):
+        try:
+            _mcap_checksums(file, data=data)
+        except (_McapDamageError, OSError) as damage:
+            return f"{file.name}: {damage}"
+    return None
+
+
 def _open_reader(path: Path) -> Any:
     from rosbags.rosbag2 import Reader
 
@@ -434,7 +549,11 @@ def _open_reader(path: Path) -> Any:
     except FileNotFoundError:
         raise BagError(f"{path} is not a rosbag2 bag (missing, or no metadata.yaml)") from None
     except Exception as error:  # ReaderError, but storage plugins raise assorted types on corrupt files
-        raise BagError(f"cannot open bag {path}: {error}") from None
+        raise BagError(f"cannot open bag {path}: {_damage(path, data=True) or error}") from None
+    problem = _damage(path, data=False)  # rosbags trusts the summary's chunk index: a damaged one drops chunks
+    if problem is not None:
+        reader.close()
+        raise BagError(f"bag {path} is corrupt: {problem}")
     return reader
 
 
@@ -451,8 +570,8 @@ def _messages(path: Path, topics: Iterable[str]) -> Iterator[tuple[str, str, int
                 connection, log_time, raw = next(iterator)
             except StopIteration:
                 return
-            except Exception as error:  # corrupt chunk / page: one line naming the bag
-                raise BagError(f"bag {path} is corrupt: {error}") from None
+            except Exception as error:  # corrupt chunk / page: one line naming the bag and the chunk
+                raise BagError(f"bag {path} is corrupt: {_damage(path, data=True) or error}") from None
             try:
                 message = store.deserialize_cdr(raw, connection.msgtype)
             except Exception as error:

@@ -4,7 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import subprocess
+import sys
+import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -32,13 +37,13 @@ START = 1_650_000_000_123_456_789
 CAMERA = Intrinsics(fx=30.0, fy=31.0, cx=10.5, cy=6.5)
 
 
-def _frames(count: int = 4, *, gt_every: int = 1, semantic: bool = True) -> list[Frame]:
+def _frames(count: int = 4, *, gt_every: int = 1, semantic: bool = True, size=(12, 20)) -> list[Frame]:
     rng = np.random.default_rng(7)
     frames = []
     for i in range(count):
-        image = rng.integers(0, 256, (12, 20, 3), dtype=np.uint8)
-        gt = rng.choice(np.array([0, 1, 255], np.uint8), (12, 20)) if i % gt_every == 0 else None
-        sem = rng.integers(0, 19, (12, 20), dtype=np.uint8) if semantic else None
+        image = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+        gt = rng.choice(np.array([0, 1, 255], np.uint8), size) if i % gt_every == 0 else None
+        sem = rng.integers(0, 19, size, dtype=np.uint8) if semantic else None
         frames.append(Frame(image=image, ood_gt=gt, semantic=sem, name=f"frame_{i:03d}", index=i))
     return frames
 
@@ -214,8 +219,8 @@ def test_corrupt_or_missing_bags_raise_bag_error(tmp_path, storage):
 
 @pytest.fixture
 def cli_main(monkeypatch):
-    """``ood_seg`` with only this command registered: the parser imports every command module it lists."""
-    monkeypatch.setattr(cli, "COMMANDS", {"make-bag": cli.COMMANDS["make-bag"]})
+    """``ood_seg`` with only these commands registered: the parser imports every command module it lists."""
+    monkeypatch.setattr(cli, "COMMANDS", {name: cli.COMMANDS[name] for name in ("make-bag", "evaluate")})
     return cli.main
 
 
@@ -298,3 +303,111 @@ def test_make_bag_command_synthetic(tmp_path, capsys, cli_main):
     camera = open_dataset("synthetic", seed=2, frames=1, height=48, width=96).camera
     np.testing.assert_allclose(info_msg.k, camera.k.reshape(-1))
     assert (info_msg.width, info_msg.height) == (96, 48)
+
+
+# ------------------------------------------------------------------------------------------ damaged bags
+
+def _mcap_of(bag: Path) -> Path:
+    (file,) = bag.glob("*.mcap")
+    return file
+
+
+def _big_bag(path: Path, **options) -> Path:
+    """A bag of about 1.5 MB: two chunks, the middle of the file inside one."""
+    write_bag(path, _frames(20, size=(96, 160)), start_ns=START, progress=False, **options)
+    return path
+
+
+def _overwrite(file: Path, offset: int, size: int = 4096) -> None:
+    with file.open("r+b") as stream:
+        stream.seek(offset)
+        stream.write(np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8).tobytes())
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_written_mcap_carries_checksums(tmp_path, compress):
+    from mcap.records import Chunk, DataEnd, Footer
+    from mcap.stream_reader import StreamReader
+
+    file = _mcap_of(_big_bag(tmp_path / "bag", compress=compress))
+    with file.open("rb") as stream:  # validate_crcs: raises on a chunk or data-section CRC that does not match
+        records = list(StreamReader(stream, emit_chunks=True, validate_crcs=True).records)
+    chunks = [r for r in records if isinstance(r, Chunk)]
+    (data_end,) = [r for r in records if isinstance(r, DataEnd)]
+    (footer,) = [r for r in records if isinstance(r, Footer)]
+    assert len(chunks) >= 2 and all(chunk.uncompressed_crc for chunk in chunks)
+    assert data_end.data_section_crc
+    raw = file.read_bytes()
+    assert footer.summary_crc == zlib.crc32(raw[footer.summary_start:len(raw) - 8 - 4])  # through the footer's offsets
+    assert len(list(read_bag(tmp_path / "bag"))) == 20
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_damaged_mcap_chunk_is_one_error_line(tmp_path, compress):
+    from mcap.reader import make_reader
+
+    bag = _big_bag(tmp_path / "bag", compress=compress)
+    file = _mcap_of(bag)
+    middle = file.stat().st_size // 2
+    with file.open("rb") as stream:
+        chunks = make_reader(stream).get_summary().chunk_indexes
+    hit = [c for c in chunks if c.chunk_start_offset < middle < c.chunk_start_offset + c.chunk_length - 4096]
+    assert len(hit) == 1  # the garbage lands inside one chunk's records
+    _overwrite(file, middle)
+    expected = f"bag {bag} is corrupt: {file.name}: chunk at byte {hit[0].chunk_start_offset} fails its CRC check"
+    for read in (lambda: list(read_bag(bag)), lambda: list(iter_image_messages(bag, IMAGE_TOPIC))):
+        with pytest.raises(BagError) as error:
+            read()
+        assert str(error.value).startswith(expected) and "\n" not in str(error.value)
+
+
+def test_damaged_mcap_summary_is_an_error(tmp_path):
+    from mcap.reader import make_reader
+
+    bag = _big_bag(tmp_path / "bag")
+    file = _mcap_of(bag)
+    with file.open("rb") as stream:
+        index = make_reader(stream).get_summary().chunk_indexes[-1]
+    raw = bytearray(file.read_bytes())
+    at = raw.index(index.chunk_start_offset.to_bytes(8, "little"), index.chunk_start_offset + index.chunk_length)
+    raw[at + 9] ^= 0x01  # the last chunk index now lists a message index at a wrong offset
+    file.write_bytes(bytes(raw))
+    with pytest.raises(BagError, match=r"is corrupt: bag\.mcap: summary at byte \d+ fails its CRC check"):
+        list(read_bag(bag))
+
+
+def test_damaged_sqlite3_database_is_one_error_line(tmp_path):
+    bag = tmp_path / "bag"
+    write_bag(bag, _frames(20, size=(96, 160)), storage="sqlite3", progress=False)
+    (db,) = bag.glob("*.db3")
+    with sqlite3.connect(db) as connection:
+        (page_size,) = connection.execute("PRAGMA page_size").fetchone()
+        (root,) = connection.execute("SELECT rootpage FROM sqlite_master WHERE name = 'messages'").fetchone()
+    _overwrite(db, (root - 1) * page_size, page_size)  # the messages table's b-tree root
+    with pytest.raises(BagError, match="database disk image is malformed") as error:
+        list(read_bag(bag))
+    assert str(bag) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_evaluate_on_a_damaged_bag_exits_with_one_line(tmp_path):
+    bag = _big_bag(tmp_path / "bag")
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    for name in bag_info(bag).frame_names:
+        np.save(scores / f"{name}.npy", np.zeros((96, 160), np.float32))
+    _overwrite(_mcap_of(bag), _mcap_of(bag).stat().st_size // 2)
+    done = subprocess.run(
+        [sys.executable, "-m", "ood_seg_node.cli", "evaluate", "--bag", str(bag), "--scores", str(scores),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, env={**os.environ, "TQDM_DISABLE": "1"},
+    )
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and "fails its CRC check" in done.stderr, done.stderr
+
+
+def test_evaluate_refuses_skip_bad_on_a_bag(tmp_path, capsys, cli_main):
+    bag = _big_bag(tmp_path / "bag")
+    assert cli_main(["evaluate", "--bag", str(bag), "--skip-bad", "--scores", str(tmp_path),
+                     "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--skip-bad does not apply to --bag" in err

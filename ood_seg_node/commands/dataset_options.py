@@ -21,7 +21,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) ->
     parser.add_argument("--subset", default=None,
                         help="lostandfound: all (default) or no-known; fishyscapes: lostandfound or static")
     parser.add_argument("--skip-bad", action="store_true",
-                        help="skip frames with missing or corrupt files (with a warning) instead of stopping")
+                        help="skip frames whose dataset files are missing or corrupt (with a warning) instead "
+                             "of stopping (datasets only: a damaged bag is always an error)")
 
 
 def open_from_args(args: argparse.Namespace) -> tuple[Any, Callable[[], Iterable[Any]], int]:

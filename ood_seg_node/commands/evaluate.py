@@ -74,6 +74,9 @@ def _frames(args: argparse.Namespace):
     if args.bag:
         from ood_seg_node.bags import bag_info, read_bag
 
+        if args.skip_bad:  # frames are named by position and split across chunks: no part of a bag is skippable
+            raise ValueError("--skip-bad does not apply to --bag: a bag with a damaged chunk is an error; "
+                             "re-make the bag")
         info = bag_info(args.bag)
         return (lambda: (frame.to_frame() for frame in read_bag(args.bag))), len(info.frame_names) or None, \
             info.kind or "obstacle"
