@@ -12,9 +12,14 @@ Supported encodings (sensor_msgs/image_encodings.hpp names): ``rgb8``, ``bgr8``,
 
 from __future__ import annotations
 
+import io
+import warnings
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
+from PIL import Image as PILImage
+from PIL import UnidentifiedImageError
 
 
 class ImageEncodingError(ValueError):
@@ -41,6 +46,9 @@ _LAYOUTS: dict[str, _Layout] = {
 
 SUPPORTED_ENCODINGS: tuple[str, ...] = tuple(_LAYOUTS)
 """Every encoding :func:`decode_image` accepts."""
+
+DEFAULT_MAX_INPUT_PIXELS = 64_000_000
+"""Frames declaring more pixels are refused before decoding (a 64 MP frame is 8x a 4K camera's)."""
 
 COLOR_ENCODINGS: tuple[str, ...] = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "8UC1", "mono16", "16UC1")
 """Encodings :func:`image_to_array` can turn into an RGB picture."""
@@ -208,3 +216,50 @@ def array_to_image_fields(array: np.ndarray, encoding: str | None = None) -> Ima
         is_bigendian=0,
         data=packed.tobytes(),
     )
+
+
+def check_input_size(width: int, height: int, max_pixels: int, what: str = "image") -> None:
+    """Refuse a frame whose declared size exceeds ``max_pixels``, before any memory is spent on it."""
+    pixels = int(width) * int(height)
+    if pixels > max_pixels:
+        raise ImageEncodingError(
+            f"{what} declares {width}x{height} = {pixels / 1e6:.1f} MP, more than max_input_pixels "
+            f"{max_pixels} ({max_pixels / 1e6:g} MP); refused"
+        )
+
+
+def decode_compressed(data: object, fmt: str = "", *, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
+    """Decode compressed image bytes (JPEG, PNG, ... as a CompressedImage carries them) to HxWx3 uint8 RGB.
+
+    The size the header declares is read first and checked against ``max_pixels``, so a tiny file that
+    declares 100000x100000 pixels (a decompression bomb) is refused without being decoded. JPEG is
+    decoded by Pillow: OpenCV's libjpeg prints "Corrupt JPEG data" warnings straight to stderr, one per
+    frame and past any log throttle, where Pillow recovers silently; a truncated JPEG is refused.
+
+    Raises:
+        ImageEncodingError: no data, a declared size over ``max_pixels``, or bytes that do not decode.
+    """
+    buffer = _as_bytes(data)
+    label = f"compressed image ({fmt or 'no format'}, {buffer.size} bytes)"
+    if buffer.size == 0:
+        raise ImageEncodingError(f"compressed image ({fmt or 'no format'}) has no data")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+        try:
+            picture = PILImage.open(io.BytesIO(buffer.tobytes()))
+        except PILImage.DecompressionBombError:
+            raise ImageEncodingError(f"{label} declares more pixels than the decoder allows; refused") from None
+        except (UnidentifiedImageError, OSError, ValueError):
+            picture = None  # a format Pillow does not know: OpenCV's decoder (and its own size limit) decides
+        if picture is not None:
+            check_input_size(*picture.size, max_pixels, label)
+            if picture.format == "JPEG":
+                try:
+                    return np.asarray(picture.convert("RGB")).copy()
+                except (OSError, ValueError) as error:
+                    raise ImageEncodingError(f"cannot decode {label}: {error}") from None
+    # IMREAD_COLOR gives 8-bit BGR for every input (grey, 16-bit and alpha PNGs included).
+    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    if bgr is None or bgr.size == 0:
+        raise ImageEncodingError(f"cannot decode {label}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

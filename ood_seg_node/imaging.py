@@ -23,8 +23,11 @@ from std_msgs.msg import Header
 
 from ood_seg_node.encodings import (
     COLOR_ENCODINGS,
+    DEFAULT_MAX_INPUT_PIXELS,
     ImageEncodingError,
     array_to_image_fields,
+    check_input_size,
+    decode_compressed,
     image_to_array,
 )
 from ood_seg_node.obstacles import Obstacle
@@ -83,13 +86,15 @@ def cv_bridge_available() -> bool:
     return _CV_BRIDGE.get() is not None
 
 
-def image_msg_to_rgb(msg: Image) -> np.ndarray:
+def image_msg_to_rgb(msg: Image, *, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
     """Decode a sensor_msgs/Image to an HxWx3 uint8 RGB array (owning its memory).
 
     Raises:
-        ImageEncodingError: unknown encoding (and no cv_bridge that knows it), zero width or height,
-            step smaller than a row, data shorter or longer than ``height * step``.
+        ImageEncodingError: a declared size over ``max_pixels``, unknown encoding (and no cv_bridge that
+            knows it), zero width or height, step smaller than a row, data shorter or longer than
+            ``height * step``.
     """
+    check_input_size(msg.width, msg.height, max_pixels, f"{msg.encoding or 'image'} image")
     if msg.encoding not in INPUT_ENCODINGS:
         bridge = _CV_BRIDGE.get()
         if bridge is not None and msg.encoding and msg.width > 0 and msg.height > 0:
@@ -112,32 +117,24 @@ def image_msg_to_rgb(msg: Image) -> np.ndarray:
     )
 
 
-def compressed_msg_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """Decode a sensor_msgs/CompressedImage (JPEG, PNG, ... as OpenCV reads them) to HxWx3 uint8 RGB.
+def compressed_msg_to_rgb(msg: CompressedImage, *, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
+    """Decode a sensor_msgs/CompressedImage (JPEG, PNG, ...) to HxWx3 uint8 RGB.
 
     Raises:
-        ImageEncodingError: empty data, a ``compressedDepth`` map, or bytes OpenCV cannot decode.
+        ImageEncodingError: empty data, a ``compressedDepth`` map, a declared size over ``max_pixels``,
+            or bytes that do not decode (see :func:`ood_seg_node.encodings.decode_compressed`).
     """
     fmt = str(msg.format)
     if "compressedDepth" in fmt:
         raise ImageEncodingError(f"compressed image format {fmt!r} is a depth map, not a colour image")
-    buffer = np.frombuffer(memoryview(msg.data).cast("B"), dtype=np.uint8) if len(msg.data) else None
-    if buffer is None:
-        raise ImageEncodingError(f"compressed image ({fmt or 'no format'}) has no data")
-    # IMREAD_COLOR gives 8-bit BGR for every input (grey, 16-bit and alpha PNGs included).
-    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
-    if bgr is None or bgr.size == 0:
-        raise ImageEncodingError(
-            f"cannot decode compressed image ({fmt or 'no format'}, {buffer.size} bytes)"
-        )
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    return decode_compressed(msg.data, fmt, max_pixels=max_pixels)
 
 
-def msg_to_rgb(msg: Image | CompressedImage) -> np.ndarray:
+def msg_to_rgb(msg: Image | CompressedImage, *, max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
     """Either kind of image message -> HxWx3 uint8 RGB (see the two functions above)."""
     if isinstance(msg, CompressedImage):
-        return compressed_msg_to_rgb(msg)
-    return image_msg_to_rgb(msg)
+        return compressed_msg_to_rgb(msg, max_pixels=max_pixels)
+    return image_msg_to_rgb(msg, max_pixels=max_pixels)
 
 
 def array_to_image_msg(array: np.ndarray, encoding: str, header: Header) -> Image:

@@ -12,6 +12,7 @@ skipped; the node keeps running.
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import threading
 import time
@@ -26,16 +27,19 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
+from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.signals import SignalHandlerOptions
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ood_seg_node import dds
 from ood_seg_node.cityscapes import colorize
+from ood_seg_node.encodings import DEFAULT_MAX_INPUT_PIXELS
 from ood_seg_node.heads import head_names
 from ood_seg_node.imaging import ImageEncodingError, array_to_image_msg, msg_to_rgb, overlay_anomalies
 from ood_seg_node.markers import intrinsics_from_camera_info, obstacle_markers
@@ -53,6 +57,8 @@ IMAGE_OUTPUTS = {  # topic -> encoding
 OBSTACLES_TOPIC = "ood/obstacles"
 _LOG_THROTTLE_S = 5.0
 _RATE_WINDOW_S = 5.0
+_DELIVERY_WINDOW_S = 5.0  # a matched publisher whose frames do not arrive for this long is reported
+_DELIVERY_WARN_EVERY_S = 30.0
 
 
 class ConfigError(ValueError):
@@ -72,6 +78,7 @@ class NodeConfig:
     min_obstacle_area: int = 50
     compressed_input: bool = False
     reliable_input: bool = False
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
     publish_overlay: bool = True
     overlay_alpha: float = 0.5
     camera_height: float = 1.5
@@ -89,6 +96,7 @@ DESCRIPTIONS = {
     "min_obstacle_area": "smallest anomaly component (pixels) reported on ood/obstacles, >= 1",
     "compressed_input": "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
     "reliable_input": "reliable input QoS (bag replay without loss) instead of best-effort sensor data",
+    "max_input_pixels": "frames declaring more pixels (raw or compressed, read before decoding) are refused, >= 1",
     "publish_overlay": "publish ood/overlay (input with anomalies tinted red)",
     "overlay_alpha": "strength of the red tint on ood/overlay, in [0, 1]",
     "camera_height": "camera height above flat ground in metres (> 0), for ground-plane obstacle markers",
@@ -114,6 +122,7 @@ def check_config(config: NodeConfig) -> None:
     checks = [
         ("threshold", not math.isinf(config.threshold), "a finite number or NaN"),
         ("min_obstacle_area", config.min_obstacle_area >= 1, "an integer >= 1"),
+        ("max_input_pixels", config.max_input_pixels >= 1, "an integer >= 1"),
         ("overlay_alpha", 0.0 <= config.overlay_alpha <= 1.0, "a number in [0, 1]"),
         ("camera_height", math.isfinite(config.camera_height) and config.camera_height > 0.0, "a number > 0"),
         ("camera_pitch", abs(config.camera_pitch) < math.pi / 2, "a number in (-pi/2, pi/2) radians"),
@@ -156,8 +165,16 @@ class _Stats:
         self.frames_dropped = 0
         self.frames_failed = 0
         self.frames_idle = 0
+        self.frames_lost = 0  # reported lost by the middleware (message_lost events)
+        self.lost: deque[tuple[float, int]] = deque(maxlen=1000)
         self.failed_since_report = 0
         self.last_error = ""
+
+    def received_since(self, since: float) -> int:
+        return sum(1 for t in self.received if t >= since)
+
+    def lost_since(self, since: float) -> int:
+        return sum(count for t, count in self.lost if t >= since)
 
     def input_rate(self, now: float) -> float:
         recent = [t for t in self.received if now - t <= _RATE_WINDOW_S]
@@ -176,6 +193,13 @@ class OODSegNode(Node):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        try:
+            self._start()
+        except BaseException:
+            self.destroy_node()  # nothing half-built may outlive a failed start (no thread was started yet)
+            raise
+
+    def _start(self) -> None:
         valid = {"head": ", ".join(head_names()), "segmenter": ", ".join(segmenter_names())}
         for field in fields(NodeConfig):
             descriptor = ParameterDescriptor(
@@ -194,6 +218,8 @@ class OODSegNode(Node):
         self._stats = _Stats()
         self._camera_info: CameraInfo | None = None
         self._first_frame_logged = False
+        self._publishers_matched_since: float | None = None
+        self._delivery_warned_at = -math.inf
 
         # Reliable depth 1 reaches reliable and best-effort subscribers alike, and never holds more
         # than one large image per topic.
@@ -245,12 +271,12 @@ class OODSegNode(Node):
         if self._input_sub is not None:
             self.destroy_subscription(self._input_sub)
         qos = _input_qos(reliable=config.reliable_input)
-        if config.compressed_input:
-            self._input_sub = self.create_subscription(
-                CompressedImage, "image/compressed", self._on_image, qos
-            )
-        else:
-            self._input_sub = self.create_subscription(Image, "image", self._on_image, qos)
+        # Fast DDS reports best-effort samples that never arrived whole (e.g. large frames that do not
+        # fit a publisher's shared-memory segment): counted, and explained by _check_input_delivery.
+        events = SubscriptionEventCallbacks(message_lost=self._on_message_lost)
+        msg_type, topic = (CompressedImage, "image/compressed") if config.compressed_input else (Image, "image")
+        self._input_sub = self.create_subscription(msg_type, topic, self._on_image, qos, event_callbacks=events)
+        self._publishers_matched_since = None
 
     def _on_image(self, msg: Image | CompressedImage) -> None:
         now = time.monotonic()
@@ -264,6 +290,40 @@ class OODSegNode(Node):
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
+
+    def _on_message_lost(self, info: QoSMessageLostInfo) -> None:
+        with self._lock:
+            self._stats.frames_lost += info.total_count_change
+            self._stats.lost.append((time.monotonic(), info.total_count_change))
+
+    def _check_input_delivery(self, now: float) -> None:
+        """Warn (every 30 s at most) when a matched publisher's frames are lost or never arrive.
+
+        The usual cause is Fast DDS's default 512 KB shared-memory segment on the publisher's side: the
+        node's own profile cannot help a camera driver that was started without it.
+        """
+        if self._input_sub.get_publisher_count() == 0:
+            self._publishers_matched_since = None
+            return
+        if self._publishers_matched_since is None:
+            self._publishers_matched_since = now
+        since = now - _DELIVERY_WINDOW_S
+        if self._publishers_matched_since > since or now - self._delivery_warned_at < _DELIVERY_WARN_EVERY_S:
+            return
+        with self._lock:
+            received, lost = self._stats.received_since(since), self._stats.lost_since(since)
+        if received and lost <= received:
+            return
+        self._delivery_warned_at = now
+        what = f"{lost} frame(s) lost in transport, {received} received" if lost else "no frame arrived"
+        topic = self._input_sub.topic_name
+        self.get_logger().warning(
+            f"input {topic}: a publisher is matched but {what} in the last {_DELIVERY_WINDOW_S:.0f} s. "
+            f"Images over ~512 KB are lost between processes unless the publisher's Fast DDS has a large "
+            f"shared-memory segment too: start the camera driver with "
+            f"{dds.profile_env_var()}={dds.shipped_profile_path() or dds.PROFILE_FILENAME} "
+            f"(README: 'Large images')"
+        )
 
     # -- processing ------------------------------------------------------------------------------
 
@@ -291,7 +351,7 @@ class OODSegNode(Node):
             self._stats.frames_idle += 1
             return
         try:
-            rgb = msg_to_rgb(msg)
+            rgb = msg_to_rgb(msg, max_pixels=config.max_input_pixels)
             result = pipeline.process(rgb)
         except (ImageEncodingError, PipelineError) as error:
             self._frame_failed(f"frame skipped: {_one_line(error)}")
@@ -377,6 +437,7 @@ class OODSegNode(Node):
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
+        self._check_input_delivery(now)
         with self._lock:
             stats = self._stats
             latencies = np.array(stats.latencies_ms, dtype=np.float64)
@@ -388,6 +449,7 @@ class OODSegNode(Node):
                 "frames_dropped": stats.frames_dropped,
                 "frames_failed": stats.frames_failed,
                 "frames_idle": stats.frames_idle,
+                "frames_lost": stats.frames_lost,
             }
             last_error = stats.last_error
             pipeline, config = self._pipeline, self._config
@@ -430,41 +492,82 @@ def _input_qos(*, reliable: bool) -> QoSProfile:
     )
 
 
+class _Stop(BaseException):
+    """Raised by the first SIGINT/SIGTERM while a node is being built (model loading can take seconds)."""
+
+
+class _ShutdownSignals:
+    """SIGINT and SIGTERM, whoever sends them, ask for one clean stop; later ones are ignored.
+
+    A shell's Ctrl-C reaches every process of the group and launch forwards its own SIGINT too, so a
+    node typically gets two: without this the second one interrupted ``destroy_node`` with a traceback.
+    rclpy's own handlers are not installed (they re-raise the signal as KeyboardInterrupt in whatever
+    code is running).
+    """
+
+    def __init__(self) -> None:
+        self.requested = threading.Event()
+        self.interrupt = True  # while building: abort the build; once spinning: just set the flag
+
+    def install(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._handle)
+
+    def _handle(self, signum: int, frame: object) -> None:
+        if self.requested.is_set():
+            return
+        self.requested.set()
+        if self.interrupt:
+            raise _Stop
+
+
 def spin_node(name: str, factory: Callable[[], Node], startup_errors: tuple[type[BaseException], ...],
               args: list[str] | None = None, on_ready: Callable[[Node], None] | None = None) -> int:
-    """Run a node of this package until Ctrl-C / SIGTERM; start-up errors print one line and return 1.
+    """Run a node of this package until SIGINT / SIGTERM / shutdown; returns the exit code.
 
-    The Fast DDS large-image profile is applied first (Fast DDS reads it at participant creation); the
-    node's ``close()`` (if any) runs on every way out.
+    Stopped by a signal or an external shutdown: 0, with the node's ``close()`` (if any) and
+    ``destroy_node`` run uninterrupted. A node stops itself by setting its ``finished`` attribute, and
+    sets ``exit_code`` (if it has one) to what the process returns. A start-up error prints one line
+    and returns 1. The Fast DDS large-image profile is applied first (Fast DDS reads it at participant
+    creation).
     """
     profile_note = dds.apply_default_profile()
+    signals = _ShutdownSignals()
+    signals.install()
+    node: Node | None = None
     try:
-        rclpy.init(args=args)
-    except Exception as error:  # malformed --ros-args
-        print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
-        return 1
-    try:
+        rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = factory()
+        signals.interrupt = False
+    except _Stop:
+        rclpy.try_shutdown()
+        return 0
     except (*startup_errors, ParameterException) as error:
         print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
-    except KeyboardInterrupt:  # Ctrl-C while the model loads
+    except Exception as error:  # malformed --ros-args (rclpy raises RCLError) and the like
+        print(f"{name}: error: {type(error).__name__}: {_one_line(error)}", file=sys.stderr)
         rclpy.try_shutdown()
-        return 130
-    node.get_logger().info(profile_note)
-    if on_ready is not None:
-        on_ready(node)
+        return 1
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException, SystemExit):
+        node.get_logger().info(profile_note)
+        if on_ready is not None:
+            on_ready(node)
+        while not (signals.requested.is_set() or getattr(node, "finished", False)) and rclpy.ok():
+            executor.spin_once(timeout_sec=0.1)
+    except ExternalShutdownException:
         pass
     finally:
+        signals.requested.set()  # from here on every signal is ignored: cleanup runs to the end
         if hasattr(node, "close"):
             node.close()
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return int(getattr(node, "exit_code", 0))
 
 
 def main(args: list[str] | None = None) -> int:

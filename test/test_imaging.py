@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import struct
 import sys
 import types
+import zlib
 
 import cv2
 import numpy as np
@@ -177,6 +179,59 @@ def test_grey_png_becomes_three_channels():
 def test_bad_compressed_image_raises(msg, words):
     with pytest.raises(ImageEncodingError, match=words):
         compressed_msg_to_rgb(msg)
+
+
+def _png_declaring(width: int, height: int) -> bytes:
+    """A valid PNG header (IHDR) declaring ``width`` x ``height``, with no pixel data behind it."""
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IEND", b""))
+
+
+def _jpeg_declaring(width: int, height: int) -> bytes:
+    """A real 8x8 JPEG whose start-of-frame header is patched to declare ``width`` x ``height``."""
+    data = bytearray(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(data)
+
+
+@pytest.mark.parametrize("payload", [_png_declaring(100_000, 100_000), _jpeg_declaring(65_000, 65_000)],
+                         ids=["png", "jpeg"])
+def test_decompression_bomb_is_refused_by_its_declared_size(payload):
+    assert len(payload) < 1000
+    with pytest.raises(ImageEncodingError, match="more than max_input_pixels|more pixels than the decoder"):
+        compressed_msg_to_rgb(CompressedImage(format="png", data=payload))
+
+
+def test_declared_size_is_checked_against_the_limit():
+    msg = compressed_msg(RGB, 1, "cam", "png")  # 10x6 = 60 pixels
+    assert compressed_msg_to_rgb(msg, max_pixels=60).shape == RGB.shape
+    with pytest.raises(ImageEncodingError, match="10x6 = 0.0 MP, more than max_input_pixels 59"):
+        compressed_msg_to_rgb(msg, max_pixels=59)
+    raw = image_msg(RGB, "rgb8", 1, "cam")
+    assert image_msg_to_rgb(raw, max_pixels=60).shape == RGB.shape
+    with pytest.raises(ImageEncodingError, match="rgb8 image declares 10x6"):
+        msg_to_rgb(raw, max_pixels=59)
+
+
+def test_corrupt_jpeg_decodes_without_writing_to_stderr(capfd):
+    picture = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    data = bytearray(cv2.imencode(".jpg", picture)[1].tobytes())
+    middle = len(data) // 2
+    data[middle:middle + 20] = b"\xff\xd0" * 10  # restart markers in the entropy-coded data
+    assert cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None
+    assert "Corrupt JPEG data" in capfd.readouterr().err  # what OpenCV's libjpeg does
+    decoded = compressed_msg_to_rgb(CompressedImage(format="jpeg", data=bytes(data)))
+    assert decoded.shape == picture.shape
+    assert capfd.readouterr().err == ""
+
+
+def test_truncated_jpeg_is_refused():
+    data = cv2.imencode(".jpg", RGB)[1].tobytes()
+    with pytest.raises(ImageEncodingError, match="cannot decode"):
+        compressed_msg_to_rgb(CompressedImage(format="jpeg", data=data[: len(data) // 2]))
 
 
 @pytest.mark.parametrize(
