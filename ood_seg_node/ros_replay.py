@@ -3,7 +3,8 @@
 
 :class:`NodeProcess` starts ``ood_seg_node`` as a user would (its own process, ``--ros-args``), and
 :class:`Replayer` publishes frames on ``/camera/image_raw`` paced by their stamps, and collects what the node
-publishes by header stamp. Everything stays on this host: :func:`local_ros_environment` sets
+publishes by header stamp. Its pacing (:func:`paced`) and QoS (:func:`playback_qos`) are also those of the
+bag player ``ood_seg play``. Everything stays on this host: :func:`local_ros_environment` sets
 ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST`` and a per-run ``ROS_DOMAIN_ID`` for the replay only (the node
 itself never forces them), plus the shipped Fast DDS large-image profile.
 """
@@ -20,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
@@ -30,6 +31,10 @@ from ood_seg_node.encodings import decode_image
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 GT_TOPIC = "/camera/ood_gt"
+DEFAULT_CLOCK_HZ = 40.0
+"""How often ``--clock`` publishes /clock while waiting for the next message (``ros2 bag play``'s default)."""
+
+T = TypeVar("T")
 
 
 def local_ros_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
@@ -135,25 +140,86 @@ class ReplayStats:
     sent_at: dict[int, float] = field(default_factory=dict)
 
 
-class Replayer:
+def playback_qos() -> Any:
+    """What players offer: reliable keep-last 10, received by reliable and best-effort subscribers alike.
+
+    The node subscribes best-effort by default and reliable for replays (``reliable_input``), where a
+    reliable publisher loses no frame in transport.
+    """
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    return QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def paced(items: Iterable[T], time_ns: Callable[[T], int], *, rate: float = 1.0,
+          clock: Callable[[int], None] | None = None, clock_hz: float = DEFAULT_CLOCK_HZ,
+          stop: threading.Event | None = None) -> Iterator[T]:
+    """Yield each item at its turn, as ``ros2 bag play`` paces: time ``t`` at start + (t - first) / rate.
+
+    Shared by :class:`Replayer` and ``ood_seg play``. ``clock`` receives the playback time (ns, in the items'
+    time) ``clock_hz`` times a second while waiting and once just before each item, as ``--clock`` needs;
+    setting ``stop`` (e.g. from a signal handler) ends the iteration at once, even mid-wait.
+    """
+    stop = threading.Event() if stop is None else stop
+    first: int | None = None
+    started = 0.0
+    for item in items:
+        if stop.is_set():
+            return
+        when = time_ns(item)
+        if first is None:
+            first, started = when, time.perf_counter()
+        due = started + (when - first) / 1e9 / rate
+        while (remaining := due - time.perf_counter()) > 0:
+            if clock is not None:
+                clock(first + int((time.perf_counter() - started) * rate * 1e9))
+                remaining = min(remaining, 1.0 / clock_hz)
+            if stop.wait(remaining):
+                return
+        if clock is not None:
+            clock(when)
+        yield item
+
+
+class RosParticipant:
+    """An rclpy node in a context of its own: nothing global is initialised or shut down.
+
+    The domain is ``domain_id``, else ``ROS_DOMAIN_ID``; no signal handler is installed.
+    """
+
+    def __init__(self, name: str, domain_id: int | None = None) -> None:
+        import rclpy
+        from rclpy.context import Context
+
+        self._rclpy = rclpy
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node(name, context=self.context)
+
+    def __enter__(self) -> RosParticipant:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self._rclpy.try_shutdown(context=self.context)
+
+
+class Replayer(RosParticipant):
     """An rclpy node publishing camera frames and collecting the node's score maps and labels by stamp."""
 
     def __init__(self, domain_id: int, *, collect_labels: bool = True) -> None:
-        import rclpy
-        from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
 
-        self.context = Context()  # its own context: nothing global is initialised or shut down
-        rclpy.init(context=self.context, domain_id=domain_id)
-        self._rclpy = rclpy
-        self.node = rclpy.create_node(f"ood_seg_replayer_{os.getpid()}", context=self.context)
-        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        super().__init__(f"ood_seg_replayer_{os.getpid()}", domain_id)
         collect = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(Image, IMAGE_TOPIC, reliable)
-        self.info_pub = self.node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, reliable)
-        self.gt_pub = self.node.create_publisher(Image, GT_TOPIC, reliable)
+        self.image_pub = self.node.create_publisher(Image, IMAGE_TOPIC, playback_qos())
+        self.info_pub = self.node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, playback_qos())
+        self.gt_pub = self.node.create_publisher(Image, GT_TOPIC, playback_qos())
         self.received: dict[int, Received] = {}
         self._lock = threading.Lock()
         self.node.create_subscription(Image, "ood/anomaly_score", self._on_score, collect)
@@ -173,8 +239,7 @@ class Replayer:
         self._stop.set()
         self._spinner.join(timeout=2)
         self.executor.remove_node(self.node)
-        self.node.destroy_node()
-        self._rclpy.try_shutdown(context=self.context)
+        super().close()
 
     def _entry(self, msg) -> Received:
         from ood_seg_node.imaging import stamp_ns
@@ -229,15 +294,10 @@ class Replayer:
         from ood_seg_node.imaging import array_to_image_msg
 
         stats = ReplayStats()
-        period = 1.0 / rate_hz
-        started = time.perf_counter()
-        for index, frame in enumerate(frames):
-            stamp = start_ns + int(round(index * 1e9 / rate_hz))
+        timeline = ((start_ns + int(round(index * 1e9 / rate_hz)), frame) for index, frame in enumerate(frames))
+        for stamp, frame in paced(timeline, lambda item: item[0]):
             header = Header(stamp=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000),
                             frame_id=frame_id)
-            delay = started + index * period - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
             if camera_info is not None:
                 camera_info.header = header
                 self.info_pub.publish(camera_info)

@@ -24,6 +24,7 @@ def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
 COMMANDS: dict[str, str] = {
     "demo": "the embedded default end to end: synthetic bag -> real node over DDS -> evaluation report",
     "make-bag": "write a rosbag2 (mcap or sqlite3) from the synthetic world or a benchmark dataset",
+    "play": "replay a rosbag2 onto ROS topics without ros2 bag (--clock, --rate, --loop, --remap)",
     "evaluate": "evaluate heads offline on a dataset, a bag, or precomputed score maps",
     "train-segmenter": "train the builtin segmenter on the synthetic world",
     "train-head": "train an OOD head (obsnet, rpl, nflowjs, dicnet) on the synthetic world",
