@@ -4,12 +4,19 @@
 A checkpoint is untrusted input, so it never unpickles code; the metadata says what it is (``kind``:
 ``segmenter`` or ``head``, ``name``) and which segmenter a head was trained on, so that a head is refused,
 with a message naming both, when it is paired with another segmenter.
+
+Files are identified before torch reads them: torch's own errors for a file it did not write are its
+internals (``pop from empty list``, ``101``, miniz messages), so such a file is refused in one line saying
+what it is instead.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +24,12 @@ from typing import Any
 import torch
 
 FORMAT_VERSION = 1
+CHECKPOINT = "PyTorch checkpoint"
+TORCHSCRIPT = "TorchScript archive"
+_ZIP_MAGIC = b"PK\x03\x04"
+_LEGACY_MAGIC = (0x1950A86A20F9469CFC6C).to_bytes(10, "little")  # pickled at the start of pre-zip torch.save files
+# The weights-only unpickler refusing an object; a name ending in "." is a pickle cut short, not an object.
+_UNSAFE = re.compile(r"GLOBAL (\S*[^.\s]) (?:was not|whose)|Can only (?:create|build)")
 
 
 class CheckpointError(RuntimeError):
@@ -68,18 +81,86 @@ def save_checkpoint(
     os.replace(tmp, path)
 
 
+def first_sentence(error: BaseException) -> str:
+    """The gist of a library error: its first sentence (torch appends paragraphs of advice), or its type."""
+    text = str(error).strip()
+    return text.splitlines()[0].split(". ")[0].rstrip(".") if text else type(error).__name__
+
+
+def _torch_format(path: Path) -> str:
+    """:data:`CHECKPOINT` (``torch.save``), :data:`TORCHSCRIPT` (``torch.jit.save``), or what the file is instead.
+
+    Raises:
+        CheckpointError: a zip archive without its directory (a torch file cut short).
+    """
+    with path.open("rb") as stream:
+        head = stream.read(64)
+    if head.startswith(_ZIP_MAGIC):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            raise CheckpointError(f"{path} is truncated or damaged (its zip directory is missing)") from None
+        root = names[0].partition("/")[0] if names else ""  # torch writes every entry under one folder
+        if f"{root}/data.pkl" not in names:
+            return "a zip archive that torch did not write"
+        return TORCHSCRIPT if f"{root}/constants.pkl" in names else CHECKPOINT
+    if head.startswith(b"\x80"):
+        return CHECKPOINT if _LEGACY_MAGIC in head else "a Python pickle that torch did not write"
+    if not head:
+        return "an empty file"
+    if all(32 <= byte < 127 or byte in b"\t\n\r" for byte in head):
+        return "text"
+    return "unrecognised binary data"
+
+
+def check_torch_file(path: str | os.PathLike[str], expected: str) -> Path:
+    """Refuse, in one line, a missing file or one that is not the ``expected`` kind (:data:`CHECKPOINT`, ...).
+
+    Raises:
+        CheckpointError: ``<path> is not a PyTorch checkpoint (text)``, ``<path> is a TorchScript archive, not
+            a PyTorch checkpoint``, ``<path> is truncated or damaged (...)``, ``checkpoint not found: <path>``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    found = _torch_format(path)
+    if found in (CHECKPOINT, TORCHSCRIPT) and found != expected:
+        raise CheckpointError(f"{path} is a {found}, not a {expected}")
+    if found != expected:
+        raise CheckpointError(f"{path} is not a {expected} ({found})")
+    return path
+
+
+def read_weights(path: str | os.PathLike[str]) -> Any:
+    """``torch.load`` with ``weights_only=True`` of a ``torch.save`` file; every failure is one line.
+
+    Raises:
+        CheckpointError: not a checkpoint (see :func:`check_torch_file`), refused by weights-only loading
+            (it holds code or objects), or truncated / damaged.
+    """
+    path = check_torch_file(path, CHECKPOINT)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        unsafe = _UNSAFE.search(str(error))
+        if unsafe is None:
+            raise CheckpointError(f"{path} is truncated or damaged (unreadable pickle data)") from None
+        what = f"Python code or objects ({unsafe.group(1)})" if unsafe.group(1) else "Python objects"
+        raise CheckpointError(
+            f"{path} is refused: it holds {what} that weights-only loading does not allow; "
+            "re-save just its tensors (a state dict)"
+        ) from None
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path} is truncated or damaged ({first_sentence(error)})") from None
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, kind: str | None = None, name: str | None = None
 ) -> Checkpoint:
     """Load safely and check ``kind``/``name`` when given; raises :class:`CheckpointError` with one line."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for corrupt / unsafe files
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"cannot read checkpoint {path}: {first_line}") from None
+    payload = read_weights(path)
     if not isinstance(payload, dict) or "state_dict" not in payload or "meta" not in payload:
         raise CheckpointError(f"{path} is not an ood_seg_node checkpoint (no 'meta'/'state_dict')")
     checkpoint = Checkpoint(state_dict=payload["state_dict"], meta=dict(payload["meta"]), path=str(path))

@@ -1,6 +1,8 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 
@@ -61,8 +63,12 @@ def test_errors_are_one_clear_line(tmp_path, random_builtin_checkpoint):
         build_segmenter("builtin", str(tmp_path / "missing.pt"))
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"\x80\x04not a checkpoint")
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match=r"corrupt.pt is not a PyTorch checkpoint \(a Python pickle that torch"):
         build_segmenter("builtin", str(corrupt))
+    text = tmp_path / "notes.txt"
+    text.write_text("weights: none\n")
+    with pytest.raises(CheckpointError, match=r"notes.txt is not a PyTorch checkpoint \(text\)$"):
+        build_segmenter("torchvision:lraspp_mobilenet_v3_large", str(text))
     wrong_kind = tmp_path / "head.pt"
     save_checkpoint(wrong_kind, {"w": torch.zeros(1)}, kind="head", name="obsnet")
     with pytest.raises(CheckpointError, match="expected 'segmenter'"):
@@ -81,7 +87,7 @@ def test_unsafe_pickle_is_refused(tmp_path):
 
     path = tmp_path / "evil.pt"
     torch.save({"meta": {}, "state_dict": {}, "x": Payload()}, path)
-    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="evil.pt is refused: it holds Python code or objects"):
         build_segmenter("builtin", str(path))
 
 
@@ -98,7 +104,19 @@ def test_torchscript_segmenter_has_logits_only(tmp_path):
 
     path = tmp_path / "scripted.pt"
     torch.jit.trace(LogitsOnly(), torch.rand(1, 3, 32, 64), strict=False).save(str(path))
-    segmenter = build_segmenter("torchscript", str(path))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # overrides pytest's own filters, so torch's FutureWarning would show
+        segmenter = build_segmenter("torchscript", str(path))
+    assert [str(warning.message) for warning in caught] == []
     out = segmenter.run(torch.rand(1, 3, 32, 64))
     assert out.logits.shape == (1, 19, 8, 16)
     assert out.features == {}
+
+
+def test_torchscript_refuses_other_files_in_one_line(tmp_path, random_builtin_checkpoint):
+    with pytest.raises(CheckpointError, match=r"\.pt is a PyTorch checkpoint, not a TorchScript archive$"):
+        build_segmenter("torchscript", random_builtin_checkpoint)
+    text = tmp_path / "model.pt"
+    text.write_text("weights: none\n")
+    with pytest.raises(CheckpointError, match=r"model.pt is not a TorchScript archive \(text\)$"):
+        build_segmenter("torchscript", str(text))

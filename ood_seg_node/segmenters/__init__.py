@@ -9,11 +9,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-import torch
-
 from ood_seg_node.checkpoints import (
     CheckpointError,
     load_checkpoint,
+    read_weights,
     shipped_weights_dir,
     state_digest,
 )
@@ -89,12 +88,7 @@ def _torchvision(arch: str, checkpoint: str) -> Segmenter:
             f"segmenter torchvision:{arch} needs segmenter_checkpoint (19-class Cityscapes weights); "
             "no weights are downloaded"
         )
-    try:
-        payload = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {checkpoint}") from None
-    except Exception as error:
-        raise CheckpointError(f"cannot read checkpoint {checkpoint}: {str(error).splitlines()[0]}") from None
+    payload = read_weights(checkpoint)
     if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
         payload = payload["state_dict"]
     elif isinstance(payload, dict) and isinstance(payload.get("model"), dict):

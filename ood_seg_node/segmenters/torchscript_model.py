@@ -8,11 +8,12 @@ load only files you trust; they are not loaded with ``weights_only``.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 
-from ood_seg_node.checkpoints import CheckpointError
+from ood_seg_node.checkpoints import TORCHSCRIPT, CheckpointError, check_torch_file, first_sentence
 from ood_seg_node.cityscapes import NUM_CLASSES
 from ood_seg_node.segmenters.base import Segmenter, SegmenterError
 
@@ -22,12 +23,13 @@ class TorchScriptSegmenter(Segmenter):
 
     def __init__(self, path: str) -> None:
         super().__init__("torchscript", {})
-        if not Path(path).is_file():
-            raise CheckpointError(f"checkpoint not found: {path}")
+        check_torch_file(path, TORCHSCRIPT)
         try:
-            self.module = torch.jit.load(path, map_location="cpu")
+            with warnings.catch_warnings():  # torch's deprecation notice: two lines of noise on every start
+                warnings.filterwarnings("ignore", r"`torch\.jit\.load` is deprecated", FutureWarning)
+                self.module = torch.jit.load(path, map_location="cpu")
         except Exception as error:
-            raise CheckpointError(f"cannot load TorchScript {path}: {str(error).splitlines()[0]}") from None
+            raise CheckpointError(f"cannot load TorchScript {path}: {first_sentence(error)}") from None
         self.identity = f"torchscript@{Path(path).name}"
 
     def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
