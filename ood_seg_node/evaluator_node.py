@@ -4,7 +4,8 @@
 Subscribes to the node's ``ood/anomaly_score`` and the bag's ``/camera/ood_gt``, pairs them by exact header
 stamp, accumulates the same metrics as ``ood_seg evaluate`` (:mod:`ood_seg_node.evaluation.runner`),
 publishes a running JSON summary on ``ood/eval_summary`` and writes the report (``metrics.json`` ...) to
-``out_dir`` when it stops (Ctrl-C, SIGTERM, or ``idle_timeout_s`` after the last message).
+``out_dir`` when it stops (Ctrl-C, SIGTERM, or ``idle_timeout_s`` after the last message). It exits with code 1
+when no frame was matched, so that a replay which evaluated nothing fails (``replay.launch.py`` propagates it).
 
 Component metrics need the run's best-F1 threshold, known only at the end, so each matched frame's score is
 kept as float16 (256x512: 256 KB a frame) unless ``component_threshold`` fixes it up front.
@@ -17,6 +18,7 @@ import math
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -37,8 +39,8 @@ PENDING_LIMIT = 200  # unmatched messages kept per side; older ones are counted 
 class EvaluatorNode(Node):
     """Pairs score maps with ground truth by stamp and accumulates pixel and component metrics."""
 
-    def __init__(self) -> None:
-        super().__init__("ood_seg_evaluator")
+    def __init__(self, **node_options: Any) -> None:
+        super().__init__("ood_seg_evaluator", **node_options)
         self.out_dir = Path(self.declare_parameter("out_dir", "ood_eval").value)
         self.head = str(self.declare_parameter("head", "online").value)
         kind = str(self.declare_parameter("kind", "obstacle").value)
@@ -107,8 +109,12 @@ class EvaluatorNode(Node):
         idle = time.monotonic() - self.last_message
         if self.idle_timeout > 0 and self.matched and idle > self.idle_timeout:
             self.get_logger().info(f"no message for {idle:.1f} s: finishing")
-            self.finish()
-            raise SystemExit(0)
+            self.finish()  # sets finished: spin_node ends its loop and destroys the node, as on Ctrl-C
+
+    @property
+    def exit_code(self) -> int:
+        """What the process returns (read by spin_node): 1 when no frame was evaluated."""
+        return 0 if self.matched else 1
 
     def close(self) -> None:
         self.finish()
@@ -119,7 +125,7 @@ class EvaluatorNode(Node):
             return None
         self.finished = True
         if not self.matched:
-            self.get_logger().warn("no score map matched a ground-truth stamp; nothing written")
+            self.get_logger().error("no score map matched a ground-truth stamp; nothing written (exit code 1)")
             return None
         self.run.second_pass(self.labels, keep_worst=0)
         unmatched = {"unmatched_scores": len(self.scores) + self.unmatched["score"],
@@ -133,7 +139,7 @@ class EvaluatorNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    """Console script ``ood_seg_evaluator``; the report is written however it stops."""
+    """Console script ``ood_seg_evaluator``; the report is written however it stops (exit code 1 if empty)."""
     return spin_node("ood_seg_evaluator", EvaluatorNode, (ValueError,), args)
 
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 
 import numpy as np
 import pytest
+import rclpy
 from builtin_interfaces.msg import Time
+from rclpy.context import Context
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import TestGraph, isolated_env, random_domain_id
 from sensor_msgs.msg import Image
@@ -16,6 +20,7 @@ from std_msgs.msg import Header, String
 
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.evaluation.runner import ScoreFileScorer, evaluate_frames
+from ood_seg_node.evaluator_node import EvaluatorNode
 from ood_seg_node.imaging import array_to_image_msg
 from ood_seg_node.ros_replay import NodeProcess
 
@@ -79,3 +84,42 @@ def test_online_metrics_equal_offline_and_unmatched_frames_are_counted(tmp_path)
     assert online["heads"]["test"]["ap"] > 0.5
     assert online["run"]["unmatched_gt"] == 1
     assert online["run"]["unmatched_scores"] == 0
+
+
+def test_idle_timeout_writes_the_report_and_stops_the_node_without_raising(tmp_path):
+    context = Context()
+    rclpy.init(context=context, domain_id=random_domain_id())
+    parameters = [Parameter("out_dir", value=str(tmp_path / "out")), Parameter("head", value="test"),
+                  Parameter("idle_timeout_s", value=0.5)]
+    node = EvaluatorNode(context=context, parameter_overrides=parameters)
+    try:
+        gt, score = next(_frames(1))
+        node.on_gt(_message(gt, "mono8", 10**8))
+        node.on_score(_message(score, "32FC1", 10**8))
+        node.last_message -= 10.0  # idle for longer than idle_timeout_s
+        node.tick()  # a timer callback: it asks spin_node to stop (finished), never raises out of the executor
+        assert node.finished and node.exit_code == 0
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)
+    assert json.loads((tmp_path / "out" / "metrics.json").read_text())["heads"]["test"]["frames"] == 1
+
+
+def test_exit_code_1_when_no_frame_was_evaluated(tmp_path):
+    domain = random_domain_id()
+    out = tmp_path / "out"
+    node = NodeProcess("ood_seg_node.evaluator_node", {"out_dir": str(out), "idle_timeout_s": 1.0},
+                       isolated_env(domain), tmp_path / "evaluator.log")
+    graph = TestGraph(domain)
+    try:
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        gts = graph.node.create_publisher(Image, "/camera/ood_gt", qos)
+        assert graph.spin_until(lambda: gts.get_subscription_count() > 0, 60), node.log()
+        gts.publish(_message(next(_frames(1))[0], "mono8", 10**8))  # ground truth the node never scored
+        graph.spin_for(2.0)  # past idle_timeout_s: with nothing matched the evaluator keeps waiting
+        assert node.running(), node.log()
+    finally:
+        graph.close()
+        code = node.stop(signal.SIGINT)
+    assert code == 1, node.log()
+    assert "nothing written" in node.log() and not (out / "metrics.json").exists()
