@@ -357,13 +357,11 @@ def _mcap_checksums(file: Path, *, fill: bool = False, data: bool = True) -> Non
 def _prepare_target(path: Path, overwrite: bool) -> None:
     if not path.exists():
         return
-    is_bag = path.is_dir() and (path / "metadata.yaml").is_file()
-    if overwrite and is_bag:
-        shutil.rmtree(path)
-    elif overwrite:
-        raise BagError(f"{path} exists and is not a rosbag2 folder; not overwriting it")
-    else:
-        raise BagError(f"{path} exists already (choose another output or overwrite it)")
+    if not (path.is_dir() and (path / "metadata.yaml").is_file()):
+        raise BagError(f"{path} exists and is not a rosbag2 folder; not overwriting it (choose another output)")
+    if not overwrite:  # worded for both callers: make-bag's flag and write_bag's argument
+        raise BagError(f"{path} exists already; pass --overwrite (overwrite=True) to replace it")
+    shutil.rmtree(path)
 
 
 def write_bag(

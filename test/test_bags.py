@@ -178,13 +178,14 @@ def test_default_start_stamp_is_fixed(tmp_path):
 
 def test_existing_target_and_overwrite(tmp_path):
     write_bag(tmp_path / "bag", _frames(1), progress=False)
-    with pytest.raises(BagError, match="exists already"):
+    with pytest.raises(BagError, match=r"bag exists already; pass --overwrite \(overwrite=True\) to replace it$"):
         write_bag(tmp_path / "bag", _frames(2), progress=False)
     write_bag(tmp_path / "bag", _frames(2), progress=False, overwrite=True)
     assert len(list(read_bag(tmp_path / "bag"))) == 2
     (tmp_path / "plain").mkdir()
-    with pytest.raises(BagError, match="not a rosbag2 folder; not overwriting"):
-        write_bag(tmp_path / "plain", _frames(1), progress=False, overwrite=True)
+    for overwrite in (False, True):  # --overwrite would not help: not suggested
+        with pytest.raises(BagError, match=r"plain exists and is not a rosbag2 folder; not overwriting it \(choose"):
+            write_bag(tmp_path / "plain", _frames(1), progress=False, overwrite=overwrite)
 
 
 def test_bad_frame_or_arguments_leave_no_partial_bag(tmp_path):
@@ -252,7 +253,7 @@ def test_make_bag_command_limits_frames_and_reports_errors(tmp_path, capsys, cli
     capsys.readouterr()
     assert cli_main(["make-bag", "--dataset", f"smiyc-anomaly:{tmp_path / 'at'}", "--out", str(out),
                      "--no-progress"]) == 1
-    assert "exists already" in capsys.readouterr().err
+    assert f"{out} exists already; pass --overwrite" in capsys.readouterr().err
     assert cli_main(["make-bag", "--dataset", "nosuch:/x", "--out", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "valid: fishyscapes, lostandfound" in err

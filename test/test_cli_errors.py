@@ -43,3 +43,20 @@ def test_a_torchscript_segmenter_adds_no_warning_to_the_error(tmp_path, scripted
                     cwd=tmp_path)
     assert done.returncode == 1
     assert done.stderr.count("\n") == 1 and "needs feature taps" in done.stderr, done.stderr
+
+
+@pytest.mark.parametrize("wrong", [["--head", "nosuch"], ["--frames", "0"]])
+def test_demo_with_a_bad_option_fails_fast_and_leaves_no_folder(tmp_path, wrong):
+    out = tmp_path / "demo"
+    done = _ood_seg("demo", *wrong, "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("ood_seg demo: error: "), done.stderr
+    assert not out.exists()
+
+
+def test_demo_table_footer_says_what_its_ms_are():
+    from ood_seg_node.commands.demo import _table
+
+    table = _table({"msp": {"ap": 0.5, "frames": 40, "latency_ms": 36.0}})
+    assert "mean latency per frame" not in table
+    assert table.splitlines()[-1] == " ms = image published -> score map received, mean per frame)"
