@@ -312,7 +312,7 @@ class OODSegNode(Node):
             return
         with self._lock:
             received, lost = self._stats.received_since(since), self._stats.lost_since(since)
-        if received and lost <= received:
+        if received and lost * 4 <= received:  # a few lost best-effort frames are normal
             return
         self._delivery_warned_at = now
         what = f"{lost} frame(s) lost in transport, {received} received" if lost else "no frame arrived"
@@ -500,22 +500,28 @@ class _ShutdownSignals:
     """SIGINT and SIGTERM, whoever sends them, ask for one clean stop; later ones are ignored.
 
     A shell's Ctrl-C reaches every process of the group and launch forwards its own SIGINT too, so a
-    node typically gets two: without this the second one interrupted ``destroy_node`` with a traceback.
-    rclpy's own handlers are not installed (they re-raise the signal as KeyboardInterrupt in whatever
-    code is running).
+    node typically gets two or more. Once the first has arrived both signals are ignored for the rest
+    of the process's life: a later one can neither interrupt ``destroy_node`` nor kill the interpreter
+    while it exits (which launch reported as ``exit code -2``). rclpy's own handlers are not installed:
+    they re-raise the signal as KeyboardInterrupt in whatever code is running.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = threading.Event()
         self.interrupt = True  # while building: abort the build; once spinning: just set the flag
 
     def install(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        for sig in self.SIGNALS:
             signal.signal(sig, self._handle)
 
+    def ignore(self) -> None:
+        for sig in self.SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
     def _handle(self, signum: int, frame: object) -> None:
-        if self.requested.is_set():
-            return
+        self.ignore()
         self.requested.set()
         if self.interrupt:
             raise _Stop
@@ -534,21 +540,21 @@ def spin_node(name: str, factory: Callable[[], Node], startup_errors: tuple[type
     profile_note = dds.apply_default_profile()
     signals = _ShutdownSignals()
     signals.install()
-    node: Node | None = None
     try:
         rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
         node = factory()
         signals.interrupt = False
-    except _Stop:
+    except BaseException as error:
+        signals.ignore()
         rclpy.try_shutdown()
-        return 0
-    except (*startup_errors, ParameterException) as error:
-        print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    except Exception as error:  # malformed --ros-args (rclpy raises RCLError) and the like
-        print(f"{name}: error: {type(error).__name__}: {_one_line(error)}", file=sys.stderr)
-        rclpy.try_shutdown()
+        if isinstance(error, _Stop):
+            return 0
+        if isinstance(error, (*startup_errors, ParameterException)):
+            print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
+        elif isinstance(error, Exception):  # malformed --ros-args (rclpy raises RCLError) and the like
+            print(f"{name}: error: {type(error).__name__}: {_one_line(error)}", file=sys.stderr)
+        else:
+            raise
         return 1
     executor = SingleThreadedExecutor()
     executor.add_node(node)
@@ -561,7 +567,7 @@ def spin_node(name: str, factory: Callable[[], Node], startup_errors: tuple[type
     except ExternalShutdownException:
         pass
     finally:
-        signals.requested.set()  # from here on every signal is ignored: cleanup runs to the end
+        signals.ignore()  # however the node stopped, cleanup and exit run to the end
         if hasattr(node, "close"):
             node.close()
         executor.shutdown(timeout_sec=1.0)
