@@ -3,20 +3,21 @@
 
 Arguments: ``head`` (empty = the params file's), ``params_file`` (default ``config/ood_seg.yaml``),
 ``image`` / ``camera_info`` (input topics, remapped), ``use_sim_time``, ``rviz`` (start RViz with
-``config/ood_seg.rviz``). Every process gets the large-image Fast DDS profile unless one is configured.
+``config/ood_seg.rviz``; without rviz2 installed, one log line and the rest runs). Every process gets the
+large-image Fast DDS profile unless one is configured.
 """
 
 from __future__ import annotations
 
 from launch import LaunchContext, LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from ood_seg_node.dds import profile_environment
+from ood_seg_node.launch_helpers import rviz
 
 PACKAGE = "ood_seg_node"
 
@@ -68,15 +69,10 @@ def generate_launch_description() -> LaunchDescription:
             description="CameraInfo topic; places obstacle markers on the ground plane",
         ),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (bag replay)"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start RViz (config/ood_seg.rviz)"),
+        DeclareLaunchArgument(
+            "rviz", default_value="false", description="start RViz (config/ood_seg.rviz) if it is installed"
+        ),
         *[SetEnvironmentVariable(name, value) for name, value in profile_environment().items()],
         OpaqueFunction(function=_node),
-        Node(
-            package="rviz2",
-            executable="rviz2",
-            name="rviz2",
-            arguments=["-d", PathJoinSubstitution([share, "config", "ood_seg.rviz"])],
-            parameters=[{"use_sim_time": use_sim_time}],
-            condition=IfCondition(LaunchConfiguration("rviz")),
-        ),
+        rviz(use_sim_time),
     ])

@@ -4,7 +4,8 @@
 ``launch`` / ``launch_ros`` are not pip-installable, so the launch files are checked twice: statically
 (syntax, declared arguments, every LaunchConfiguration declared, executables and config files that
 exist) and by running ``generate_launch_description`` against recording stand-ins of the launch API,
-which exercises the files' own logic (head override, remappings, the bag command line).
+which exercises the files' own logic (head override, remappings, the bag player and its command line,
+RViz only when installed, obsnet.launch.py including ood_seg.launch.py, the evaluator's exit code).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import ast
 import importlib.util
 import math
+import shutil
 import sys
 import types
 from dataclasses import fields
@@ -21,7 +23,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from ood_seg_node import dds
+from ood_seg_node import dds, launch_helpers
 from ood_seg_node.node import NodeConfig, check_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,12 +31,18 @@ LAUNCH = ROOT / "launch"
 REQUIRED_ARGUMENTS = {  # SPEC.md plus what the README documents
     "ood_seg.launch.py": {"head", "params_file", "image", "camera_info", "use_sim_time", "rviz"},
     "obsnet.launch.py": {"params_file", "image", "camera_info", "use_sim_time", "rviz"},
-    "replay.launch.py": {"bag", "out", "head", "params_file", "image", "rate", "rviz"},
+    "replay.launch.py": {"bag", "out", "head", "params_file", "image", "rate", "player", "rviz"},
 }
+HELPERS = ROOT / "ood_seg_node" / "launch_helpers.py"  # the RViz action every launch file shares
 
 
 def _tree(name: str) -> ast.Module:
     return ast.parse((LAUNCH / name).read_text(), filename=name)
+
+
+def _included(tree: ast.Module) -> list[str]:
+    """The launch files a launch file includes (named by a string constant)."""
+    return [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and str(n.value).endswith(".launch.py")]
 
 
 def _calls(tree: ast.AST, function: str) -> Iterator[ast.Call]:
@@ -68,15 +76,24 @@ def test_every_launch_file_is_checked():
     assert sorted(p.name for p in LAUNCH.glob("*.launch.py")) == sorted(REQUIRED_ARGUMENTS)
 
 
+def _declared(name: str) -> set[str]:
+    """Arguments a launch file declares, with those of the files it includes (which --show-args lists)."""
+    tree = _tree(name)
+    own = {_first_string(c, "name") for c in _calls(tree, "DeclareLaunchArgument")}
+    return own.union(*(_declared(included) for included in _included(tree)))
+
+
 @pytest.mark.parametrize("name", sorted(REQUIRED_ARGUMENTS))
 def test_launch_file_declares_its_arguments(name):
     tree = _tree(name)
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert "generate_launch_description" in functions
-    declared = {_first_string(c, "name") for c in _calls(tree, "DeclareLaunchArgument")}
+    declared = _declared(name)
     assert REQUIRED_ARGUMENTS[name] <= declared, REQUIRED_ARGUMENTS[name] - declared
     used = {_first_string(c, "variable_name") for c in _calls(tree, "LaunchConfiguration")}
     assert used <= declared, f"LaunchConfiguration without DeclareLaunchArgument: {used - declared}"
+    for included in _included(tree):
+        assert (LAUNCH / included).is_file(), included
 
 
 def _constant(node: ast.expr, tree: ast.Module) -> Any:
@@ -93,22 +110,19 @@ def _constant(node: ast.expr, tree: ast.Module) -> Any:
 def test_launched_executables_exist(name):
     scripts = _console_scripts()
     tree = _tree(name)
-    for call in _calls(tree, "Node"):
+    for call in [*_calls(tree, "Node"), *_calls(tree, "ExecutableInPackage")]:
         keywords = {kw.arg: kw.value for kw in call.keywords}
-        package = _constant(keywords["package"], tree)
+        assert _constant(keywords["package"], tree) == "ood_seg_node"
         executable = _constant(keywords["executable"], tree)
-        if package == "ood_seg_node":
-            assert executable in scripts, f"{executable} is not a console script in setup.py"
-            module, _, function = scripts[executable].partition(":")
-            source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
-            assert f"def {function}(" in source
-        else:
-            assert (package, executable) == ("rviz2", "rviz2")
+        assert executable in scripts, f"{executable} is not a console script in setup.py"
+        module, _, function = scripts[executable].partition(":")
+        source = (ROOT / (module.replace(".", "/") + ".py")).read_text()
+        assert f"def {function}(" in source
 
 
-@pytest.mark.parametrize("name", sorted(REQUIRED_ARGUMENTS))
-def test_referenced_config_files_exist(name):
-    constants = [n.value for n in ast.walk(_tree(name)) if isinstance(n, ast.Constant)]
+@pytest.mark.parametrize("path", [*sorted(LAUNCH.glob("*.launch.py")), HELPERS], ids=lambda p: p.name)
+def test_referenced_config_files_exist(path):
+    constants = [n.value for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Constant)]
     strings = [c for c in constants if isinstance(c, str)]
     referenced = [s for s in strings if s.endswith((".yaml", ".rviz", ".xml"))]
     assert referenced
@@ -181,28 +195,31 @@ class _Recorded:
         return f"{type(self).__name__}{self.args}"
 
 
-def _launch_stubs(values: dict[str, str]) -> dict[str, types.ModuleType]:
+def _launch_stubs(configurations: dict[str, str]) -> dict[str, types.ModuleType]:
     class LaunchConfiguration(_Recorded):
         def perform(self, context: Any) -> str:
-            return values.get(self.args[0], "")
+            return configurations.get(self.args[0], "")
 
     def classes(*names: str) -> dict[str, type]:
         return {name: type(name, (_Recorded,), {}) for name in names}
 
     contents = {
         "launch": classes("LaunchDescription", "LaunchContext"),
-        "launch.actions": classes("DeclareLaunchArgument", "EmitEvent", "ExecuteProcess", "OpaqueFunction",
-                                  "RegisterEventHandler", "SetEnvironmentVariable", "TimerAction"),
+        "launch.actions": classes("DeclareLaunchArgument", "EmitEvent", "ExecuteProcess", "IncludeLaunchDescription",
+                                  "LogInfo", "OpaqueFunction", "RegisterEventHandler", "SetEnvironmentVariable",
+                                  "TimerAction"),
         "launch.conditions": classes("IfCondition"),
         "launch.event_handlers": classes("OnProcessExit"),
         "launch.events": classes("Shutdown"),
+        "launch.events.process": classes("ProcessExited"),
+        "launch.launch_description_sources": classes("PythonLaunchDescriptionSource"),
         "launch.substitutions": {
             "LaunchConfiguration": LaunchConfiguration, **classes("PathJoinSubstitution")
         },
         "launch_ros": {},
         "launch_ros.actions": classes("Node"),
         "launch_ros.parameter_descriptions": classes("ParameterValue"),
-        "launch_ros.substitutions": classes("FindPackageShare"),
+        "launch_ros.substitutions": classes("ExecutableInPackage", "FindPackageShare"),
     }
     modules = {}
     for name, attributes in contents.items():
@@ -212,21 +229,49 @@ def _launch_stubs(values: dict[str, str]) -> dict[str, types.ModuleType]:
     return modules
 
 
-def _run_launch_file(name: str, values: dict[str, str], monkeypatch) -> list[_Recorded]:
-    """generate_launch_description() with stand-ins; OpaqueFunctions are expanded. Returns all actions."""
-    for module_name, module in _launch_stubs(values).items():
-        monkeypatch.setitem(sys.modules, module_name, module)
-    spec = importlib.util.spec_from_file_location(f"launch_file_{name.split('.')[0]}", LAUNCH / name)
+def _perform(value: Any) -> Any:
+    return value.perform(None) if type(value).__name__ == "LaunchConfiguration" else value
+
+
+def _expand(entities: list[_Recorded], configurations: dict[str, str]) -> list[_Recorded]:
+    """Actions in launch order, as the launch system visits them: argument defaults applied, conditions
+    evaluated (as IfCondition does), OpaqueFunctions called and included files expanded in place."""
+    actions = []
+    for action in entities:
+        condition = action.kwargs.get("condition")
+        if condition is not None and _perform(condition.args[0]).lower() not in ("true", "1"):
+            continue
+        kind = type(action).__name__
+        actions.append(action)
+        if kind == "DeclareLaunchArgument" and isinstance(action.kwargs.get("default_value"), str):
+            configurations.setdefault(action.args[0], action.kwargs["default_value"])
+        elif kind == "OpaqueFunction":
+            function, args, kwargs = (action.kwargs.get(k) for k in ("function", "args", "kwargs"))
+            actions.extend(_expand(function(object(), *(args or ()), **(kwargs or {})), configurations))
+        elif kind == "IncludeLaunchDescription":
+            for name, value in action.kwargs["launch_arguments"]:
+                configurations[name] = _perform(value)
+            actions.extend(_expand(_description(Path(action.args[0].args[0])), configurations))
+    return actions
+
+
+def _description(path: Path) -> list[_Recorded]:
+    spec = importlib.util.spec_from_file_location(f"launch_file_{path.name.split('.')[0]}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    description = module.generate_launch_description()
-    actions = []
-    for action in description.args[0]:
-        if type(action).__name__ == "OpaqueFunction":
-            actions.extend(action.kwargs["function"](object()))
-        else:
-            actions.append(action)
-    return actions
+    return module.generate_launch_description().args[0]
+
+
+def _run_launch_file(name: str, values: dict[str, str], monkeypatch) -> list[_Recorded]:
+    """generate_launch_description() with stand-ins, expanded as by :func:`_expand`. Returns all actions."""
+    configurations = dict(values)
+    for module_name, module in _launch_stubs(configurations).items():
+        monkeypatch.setitem(sys.modules, module_name, module)
+    return _expand(_description(LAUNCH / name), configurations)
+
+
+def _of(actions: list[_Recorded], kind: str) -> list[_Recorded]:
+    return [a for a in actions if type(a).__name__ == kind]
 
 
 def _nodes(actions: list[_Recorded], executable: str) -> list[_Recorded]:
@@ -234,9 +279,11 @@ def _nodes(actions: list[_Recorded], executable: str) -> list[_Recorded]:
 
 
 def _names(value: Any) -> Any:
-    """LaunchConfiguration('x') -> '$x', recursively, to compare substitution lists."""
+    """LaunchConfiguration('x') -> '$x', ExecutableInPackage -> 'package/executable', recursively."""
     if type(value).__name__ == "LaunchConfiguration":
         return f"${value.args[0]}"
+    if type(value).__name__ == "ExecutableInPackage":
+        return f"{value.kwargs['package']}/{value.kwargs['executable']}"
     if isinstance(value, (list, tuple)):
         return type(value)(_names(v) for v in value)
     return value
@@ -261,16 +308,62 @@ def test_input_topics_are_remapped(monkeypatch, name):
     assert "camera_info" in remaps
 
 
-def test_obsnet_launch_forces_the_obsnet_head(monkeypatch):
-    (node,) = _nodes(_run_launch_file("obsnet.launch.py", {}, monkeypatch), "ood_seg_node")
+def test_obsnet_launch_includes_ood_seg_launch_with_the_obsnet_head(monkeypatch):
+    actions = _run_launch_file("obsnet.launch.py", {}, monkeypatch)
+    (include,) = _of(actions, "IncludeLaunchDescription")
+    assert Path(include.args[0].args[0]) == LAUNCH / "ood_seg.launch.py"
+    arguments = {name: _names(value) for name, value in include.kwargs["launch_arguments"]}
+    assert arguments == {"head": "obsnet", "params_file": "$params_file"}
+    assert not list(_calls(_tree("obsnet.launch.py"), "Node"))  # no copy of ood_seg.launch.py's node block
+    (node,) = _nodes(actions, "ood_seg_node")
     assert node.kwargs["parameters"][1]["head"] == "obsnet"
 
 
-def test_replay_plays_the_bag_with_clock_and_runs_node_evaluator_rviz(monkeypatch):
-    actions = _run_launch_file("replay.launch.py", {"bag": "b"}, monkeypatch)
-    (play,) = [a for a in actions if type(a).__name__ == "ExecuteProcess"]
+def _fake_tools(monkeypatch, *, ros2: bool, ros2bag: bool) -> None:
+    """Whether the ros2 executable and the rosbag2 ros2bag package are installed, as the launch file sees it."""
+    real_which, real_find_spec = shutil.which, importlib.util.find_spec
+
+    def which(name: str, *args: Any, **kwargs: Any) -> str | None:
+        if name == "ros2":
+            return "/opt/ros/kilted/bin/ros2" if ros2 else None
+        return real_which(name, *args, **kwargs)
+
+    def find_spec(name: str, *args: Any) -> Any:
+        if name == "ros2bag":
+            return object() if ros2bag else None
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(shutil, "which", which)
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+@pytest.mark.parametrize(("player", "ros2", "ros2bag", "expected", "why"), [
+    ("auto", True, True, "ros2bag", "ros2 bag is installed"),
+    ("auto", False, True, "ood_seg", "the ros2 executable not found"),
+    ("auto", True, False, "ood_seg", "the ros2bag package not found"),
+    ("ros2bag", False, False, "ros2bag", "player:=ros2bag"),
+    ("ood_seg", True, True, "ood_seg", "player:=ood_seg"),
+    (None, False, False, "ood_seg", "ros2 bag is not installed"),  # the default is auto
+])
+def test_replay_chooses_the_bag_player_and_says_why(monkeypatch, player, ros2, ros2bag, expected, why):
+    _fake_tools(monkeypatch, ros2=ros2, ros2bag=ros2bag)
+    values = {"bag": "b"} if player is None else {"bag": "b", "player": player}
+    actions = _run_launch_file("replay.launch.py", values, monkeypatch)
+    (play,) = _of(actions, "ExecuteProcess")
     command = _names(play.kwargs["cmd"])
-    assert command[:4] == ["ros2", "bag", "play", "$bag"] and "--clock" in command
+    head = ["ros2", "bag", "play"] if expected == "ros2bag" else ["ood_seg_node/ood_seg", "play"]
+    assert command == [*head, "$bag", "--clock", "--rate", "$rate"]
+    (log,) = _of(actions, "LogInfo")
+    label = "ros2 bag play" if expected == "ros2bag" else "ood_seg play"
+    assert f"with {label} (" in log.kwargs["msg"] and why in log.kwargs["msg"]
+    (declared,) = [a for a in _of(actions, "DeclareLaunchArgument") if a.args[0] == "player"]
+    assert declared.kwargs["default_value"] == "auto"
+    assert list(declared.kwargs["choices"]) == ["auto", "ros2bag", "ood_seg"]
+
+
+def test_replay_runs_node_and_evaluator_and_stops_when_the_bag_ends(monkeypatch):
+    actions = _run_launch_file("replay.launch.py", {"bag": "b"}, monkeypatch)
+    (play,) = _of(actions, "ExecuteProcess")
     (node,) = _nodes(actions, "ood_seg_node")
     assert node.kwargs["parameters"][1]["use_sim_time"] is True
     assert node.kwargs["parameters"][1]["reliable_input"] is True
@@ -278,10 +371,64 @@ def test_replay_plays_the_bag_with_clock_and_runs_node_evaluator_rviz(monkeypatc
     evaluator_params = evaluator.kwargs["parameters"][0]
     assert evaluator_params["use_sim_time"] is True
     assert _names(evaluator_params["out_dir"].args[0]) == "$out"
-    (rviz,) = _nodes(actions, "rviz2")
-    assert _names(rviz.kwargs["condition"].args[0]) == "$rviz"
-    handlers = [a for a in actions if type(a).__name__ == "RegisterEventHandler"]
-    assert handlers and handlers[0].args[0].kwargs["target_action"] is play
+    handlers = {h.args[0].kwargs["target_action"]: h for h in _of(actions, "RegisterEventHandler")}
+    assert set(handlers) == {play, evaluator}
+    assert _names(handlers[play].kwargs["condition"].args[0]) == "$exit_when_done"
+    (linger,) = handlers[play].args[0].kwargs["on_exit"]
+    assert _names(linger.kwargs["period"]) == "$linger"
+    kept = _of(_run_launch_file("replay.launch.py", {"bag": "b", "exit_when_done": "false"}, monkeypatch),
+               "RegisterEventHandler")
+    assert [h.args[0].kwargs["target_action"].kwargs["executable"] for h in kept] == ["ood_seg_evaluator"]
+
+
+def test_replay_fails_when_the_evaluator_evaluated_nothing(monkeypatch):
+    actions = _run_launch_file("replay.launch.py", {"bag": "b"}, monkeypatch)
+    (evaluator,) = _nodes(actions, "ood_seg_evaluator")
+    (handler,) = [h.args[0] for h in _of(actions, "RegisterEventHandler")
+                  if h.args[0].kwargs["target_action"] is evaluator]
+    on_exit = handler.kwargs["on_exit"]
+    # LaunchService.run returns 1 when an event handler raises: that is how 'ros2 launch' fails
+    with pytest.raises(RuntimeError, match="ood_seg_evaluator exited with code 1"):
+        on_exit(types.SimpleNamespace(returncode=1), object())
+    (shutdown,) = on_exit(types.SimpleNamespace(returncode=0), object())
+    assert type(shutdown).__name__ == "EmitEvent" and type(shutdown.kwargs["event"]).__name__ == "Shutdown"
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_ARGUMENTS))
+def test_rviz_without_rviz2_is_one_log_line_and_the_rest_runs(monkeypatch, name):
+    monkeypatch.setattr(launch_helpers, "find_rviz2", lambda: None)
+    actions = _run_launch_file(name, {"bag": "b", "rviz": "true"}, monkeypatch)
+    assert not _nodes(actions, "rviz2")
+    assert [a.kwargs["msg"] for a in _of(actions, "LogInfo")].count(launch_helpers.RVIZ_MISSING) == 1
+    assert _nodes(actions, "ood_seg_node")
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED_ARGUMENTS))
+@pytest.mark.parametrize("found", [{"package": "rviz2", "executable": "rviz2"}, {"executable": "/usr/bin/rviz2"}])
+def test_rviz_starts_with_the_shipped_config_when_installed(monkeypatch, name, found):
+    monkeypatch.setattr(launch_helpers, "find_rviz2", lambda: found)
+    (rviz,) = _nodes(_run_launch_file(name, {"bag": "b", "rviz": "true"}, monkeypatch), found["executable"])
+    assert {k: v for k, v in rviz.kwargs.items() if k in ("package", "executable")} == found
+    flag, config = rviz.kwargs["arguments"]
+    assert flag == "-d" and config.args[0][1:] == ["config", "ood_seg.rviz"]
+    assert "use_sim_time" in rviz.kwargs["parameters"][0]
+    for off in ({"bag": "b", "rviz": "false"}, {"bag": "b"}):  # rviz defaults to false
+        assert not _nodes(_run_launch_file(name, off, monkeypatch), found["executable"])
+
+
+def test_find_rviz2_by_ament_index_then_path(monkeypatch, tmp_path):
+    monkeypatch.delenv("AMENT_PREFIX_PATH", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    assert launch_helpers.find_rviz2() is None
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "rviz2").write_text("#!/bin/sh\n")
+    (tmp_path / "bin" / "rviz2").chmod(0o755)
+    assert launch_helpers.find_rviz2() == {"executable": str(tmp_path / "bin" / "rviz2")}
+    index = tmp_path / "prefix" / "share" / "ament_index" / "resource_index" / "packages"
+    index.mkdir(parents=True)
+    (index / "rviz2").write_text("")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(tmp_path / "prefix"))
+    assert launch_helpers.find_rviz2() == {"package": "rviz2", "executable": "rviz2"}
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED_ARGUMENTS))
