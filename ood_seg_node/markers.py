@@ -10,7 +10,8 @@ Where the boxes go depends on what is known about the camera:
 - with intrinsics (from CameraInfo), the obstacle's foot point (bottom-centre pixel) is intersected with
   flat ground ``camera_height`` metres below the camera pitched down by ``camera_pitch`` radians; a CUBE
   of the component's metric width and height stands there, in the camera's optical frame;
-- without them (or for a foot at or above the horizon) the component's pixel box is drawn as a closed
+- without them (or for a foot at or above the horizon, or intrinsics so extreme that the cube would
+  not be finite) the component's pixel box is drawn as a closed
   LINE_STRIP at ``(u, v, 0) * marker_scale`` metres: the image plane laid out in the camera frame.
 
 Only message packages are imported here (no rclpy), so the layout is unit-testable without a ROS graph.
@@ -151,6 +152,9 @@ def _ground_box(
     up = (0.0, -math.cos(pitch), -math.sin(pitch))
     centre = [foot[i] + up[i] * tall / 2.0 for i in range(3)]
     top = [foot[i] + up[i] * (tall + _TEXT_HEIGHT_M) for i in range(3)]
+    distance = math.sqrt(foot[0] ** 2 + foot[1] ** 2 + foot[2] ** 2)
+    if not all(math.isfinite(value) for value in (width, tall, distance, *centre, *top)):
+        return None  # absurd intrinsics: the image-plane box is still meaningful
     box = Marker(
         header=header,
         ns=BOX_NAMESPACE,
@@ -166,5 +170,4 @@ def _ground_box(
         color=_CUBE_COLOR,
         lifetime=Duration(),
     )
-    distance = math.sqrt(foot[0] ** 2 + foot[1] ** 2 + foot[2] ** 2)
     return box, Point(x=top[0], y=top[1], z=top[2]), _TEXT_HEIGHT_M, distance

@@ -72,13 +72,17 @@ def ground_point(
         pitch: downward pitch of the optical axis in radians.
 
     Returns:
-        (x, y, z) in the optical frame, or None for pixels at or above the horizon.
+        (x, y, z) in the optical frame, or None for pixels at or above the horizon and for intrinsics so
+        extreme (a finite but absurd CameraInfo, e.g. fx = 1e-300) that the point is not finite.
     """
     fx, fy, cx, cy = intrinsics
-    ray = np.array([(u - cx) / fx, (v - cy) / fy, 1.0])
-    down = np.array([0.0, np.cos(pitch), np.sin(pitch)])  # world "down" seen from the pitched camera
-    along = float(ray @ down)
-    if along <= 1e-6:
+    with np.errstate(all="ignore"):  # overflow and inf * 0 are handled below, not printed
+        ray = np.array([(u - cx) / fx, (v - cy) / fy, 1.0])
+        down = np.array([0.0, np.cos(pitch), np.sin(pitch)])  # world "down" seen from the pitched camera
+        along = float(ray @ down)
+        if not along > 1e-6:
+            return None
+        point = ray * (camera_height / along)
+    if not np.isfinite(point).all():
         return None
-    point = ray * (camera_height / along)
     return (float(point[0]), float(point[1]), float(point[2]))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 from sensor_msgs.msg import CameraInfo
@@ -99,3 +100,24 @@ def test_camera_info_intrinsics_scale_to_the_image():
 
 def test_uncalibrated_camera_info_gives_no_intrinsics():
     assert intrinsics_from_camera_info(CameraInfo(width=320, height=240), 320, 240) is None
+
+
+@pytest.mark.parametrize(
+    "k",
+    [[1e-300, 0.0, 1e300, 0.0, 100.0, 60.0, 0.0, 0.0, 1.0],  # fx tiny, cx huge: -inf * 0 in the ray
+     [1e-300, 0.0, 80.0, 0.0, 1e-300, 60.0, 0.0, 0.0, 1.0],  # overflowing ray, finite pose impossible
+     [1e300, 0.0, 80.0, 0.0, 1e300, -1e300, 0.0, 0.0, 1.0]],  # a foot "below" the image at 1e300
+    ids=["tiny-fx-huge-cx", "tiny-focal", "huge-focal"],
+)
+def test_extreme_but_finite_camera_info_gives_finite_markers_without_warnings(k):
+    info = CameraInfo(width=160, height=120, k=k)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's overflow / invalid-value warnings fail the test
+        intrinsics = intrinsics_from_camera_info(info, 160, 120)
+        markers = obstacle_markers([_obstacle(70, 80, 91, 110)], _header(), intrinsics=intrinsics).markers
+    values = [v for m in markers[1:] for v in (m.pose.position.x, m.pose.position.y, m.pose.position.z,
+                                               m.pose.orientation.x, m.pose.orientation.w,
+                                               m.scale.x, m.scale.y, m.scale.z)]
+    values += [c for m in markers[1:] for p in m.points for c in (p.x, p.y, p.z)]
+    assert all(math.isfinite(v) for v in values)
+    assert markers[1].type in (Marker.LINE_STRIP, Marker.CUBE)
