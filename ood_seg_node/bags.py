@@ -47,7 +47,13 @@ from typing import Any, BinaryIO, Iterable, Iterator, Protocol
 import numpy as np
 
 from ood_seg_node.datasets.base import Frame
-from ood_seg_node.encodings import ImageEncodingError, array_to_image_fields, decode_image, image_to_array
+from ood_seg_node.encodings import (
+    ImageEncodingError,
+    array_to_image_fields,
+    decode_compressed,
+    decode_image,
+    image_to_array,
+)
 
 log = logging.getLogger(__name__)
 
@@ -591,12 +597,7 @@ def _stamp_ns(message: Any) -> int:
 def _decode(path: Path, topic: str, msgtype: str, message: Any, rgb: bool) -> tuple[str, np.ndarray]:
     try:
         if msgtype == COMPRESSED_TYPE:
-            import cv2
-
-            bgr = cv2.imdecode(np.asarray(message.data, dtype=np.uint8), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise ImageEncodingError(f"cannot decode {message.format!r} compressed image")
-            return message.format, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            return message.format, decode_compressed(message.data, message.format)
         if msgtype != IMAGE_TYPE:
             raise ImageEncodingError(f"{msgtype} is not an image type")
         fields = (message.encoding, message.height, message.width, message.step, message.data)
