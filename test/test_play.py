@@ -39,14 +39,14 @@ RATE_HZ = 4.0  # the bag's frame rate
 COMPRESSED_TOPIC = "/camera/image_raw/compressed"
 
 
-def _frames():
-    return list(open_dataset("synthetic", seed=2101, frames=4, height=32, width=64))
+def _dataset():
+    return open_dataset("synthetic", seed=2101, frames=4, height=32, width=64)
 
 
 @pytest.fixture(scope="module")
 def bag(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("play") / "bag"
-    dataset = open_dataset("synthetic", seed=2101, frames=4, height=32, width=64)
+    dataset = _dataset()
     write_bag(path, iter(dataset), rate_hz=RATE_HZ, camera=dataset.camera, kind=dataset.kind, progress=False)
     return path
 
@@ -60,7 +60,7 @@ def compressed_bag(tmp_path_factory) -> Path:
     msgtype = "sensor_msgs/msg/CompressedImage"
     with Writer(path, version=8) as writer:
         connection = writer.add_connection(COMPRESSED_TOPIC, msgtype, typestore=store)
-        for index, frame in enumerate(_frames()):
+        for index, frame in enumerate(_dataset()):
             stamp = DEFAULT_START_NS + round(index * 1e9 / RATE_HZ)
             header = types["std_msgs/msg/Header"](
                 stamp=types["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
@@ -143,7 +143,7 @@ def test_loop_start_offset_and_remap_until_stopped(compressed_bag, stop_signal):
     assert received.messages[COMPRESSED_TOPIC] == []
     first = received.messages["/front/compressed"][0]
     rgb = cv2.imdecode(np.asarray(first.data, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1]
-    np.testing.assert_array_equal(rgb, _frames()[2].image)
+    np.testing.assert_array_equal(rgb, list(_dataset())[2].image)
 
 
 def test_missing_bag_is_one_line_and_exit_code_1(tmp_path, capsys):

@@ -97,12 +97,11 @@ def _play(node: Any, info: Any, topics: dict[str, tuple[Any, str]], args: argpar
     publishers = {topic: node.create_publisher(msg_class, name, playback_qos())
                   for topic, (msg_class, name) in topics.items()}
     by_name = {name: publishers[topic] for topic, (_, name) in topics.items()}
-    clock = None
     if args.clock:
         by_name["/clock"] = node.create_publisher(Clock, "/clock", playback_qos())
 
-        def clock(ns: int) -> None:
-            by_name["/clock"].publish(Clock(clock=Time(sec=ns // 10**9, nanosec=ns % 10**9)))
+    def publish_clock(ns: int) -> None:
+        by_name["/clock"].publish(Clock(clock=Time(sec=ns // 10**9, nanosec=ns % 10**9)))
 
     waited = [by_name[name] for name in args.wait_for]
     while not stop.is_set() and any(publisher.get_subscription_count() == 0 for publisher in waited):
@@ -117,8 +116,8 @@ def _play(node: Any, info: Any, topics: dict[str, tuple[Any, str]], args: argpar
         # bags._messages: the reader behind read_bag, with its one-line errors for missing or corrupt bags
         timeline = (entry for entry in bags._messages(info.path, publishers) if entry[2] >= start_ns)
         before = played
-        for topic, msgtype, _, message in paced(timeline, lambda entry: entry[2], rate=args.rate, clock=clock,
-                                                clock_hz=args.clock, stop=stop):
+        for topic, msgtype, _, message in paced(timeline, lambda entry: entry[2], rate=args.rate, stop=stop,
+                                                clock=publish_clock if args.clock else None, clock_hz=args.clock):
             publishers[topic].publish(bytes(store.serialize_cdr(message, msgtype)))
             played += 1
         if not args.loop or played == before:
