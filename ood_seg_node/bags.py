@@ -561,7 +561,7 @@ def _open_reader(path: Path) -> Any:
     return reader
 
 
-def _messages(path: Path, topics: Iterable[str]) -> Iterator[tuple[str, str, int, Any]]:
+def iter_messages(path: Path, topics: Iterable[str]) -> Iterator[tuple[str, str, int, Any]]:
     """(topic, msgtype, log time, message) of the given topics, in log-time order."""
     store = typestore()
     wanted = set(topics)
@@ -620,7 +620,7 @@ def iter_image_messages(path: str | Path, topic: str, *, rgb: bool = False) -> I
         BagError: unreadable or corrupt bag, or a malformed image.
     """
     path = Path(path)
-    for name, msgtype, log_time, message in _messages(path, [topic]):
+    for name, msgtype, log_time, message in iter_messages(path, [topic]):
         encoding, array = _decode(path, name, msgtype, message, rgb)
         yield ImageMessage(
             topic=name,
@@ -683,7 +683,7 @@ def read_bag(
 
     roles = {image_topic: "image", gt_topic: "ood_gt", semantic_topic: "semantic"}
     present = {role for topic, role in roles.items() if topic in _topics_in(path)}
-    for topic, msgtype, _, message in _messages(path, roles):
+    for topic, msgtype, _, message in iter_messages(path, roles):
         role = roles[topic]
         stamp = _stamp_ns(message)
         _, array = _decode(path, topic, msgtype, message, rgb=role == "image")

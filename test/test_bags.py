@@ -88,7 +88,7 @@ def test_camera_info_and_mono_topics(tmp_path, storage):
     assert [m.stamp_ns for m in gt] == [m.log_time_ns for m in gt] == [START, START + 100_000_000]
     rgb = list(iter_image_messages(tmp_path / "bag", IMAGE_TOPIC, rgb=True))
     assert rgb[0].encoding == "rgb8" and rgb[0].array.shape == (12, 20, 3)
-    infos = list(bags._messages(tmp_path / "bag", [CAMERA_INFO_TOPIC]))
+    infos = list(bags.iter_messages(tmp_path / "bag", [CAMERA_INFO_TOPIC]))
     assert len(infos) == 2
     _, msgtype, log_time, info = infos[1]
     assert msgtype == "sensor_msgs/msg/CameraInfo" and log_time == START + 100_000_000
@@ -300,7 +300,7 @@ def test_make_bag_command_synthetic(tmp_path, capsys, cli_main):
         np.testing.assert_array_equal(read.image, original.image)
         np.testing.assert_array_equal(read.ood_gt, original.ood_gt)
         np.testing.assert_array_equal(read.semantic, original.semantic)
-    (_, _, _, info_msg), *_ = bags._messages(out, [CAMERA_INFO_TOPIC])
+    (_, _, _, info_msg), *_ = bags.iter_messages(out, [CAMERA_INFO_TOPIC])
     camera = open_dataset("synthetic", seed=2, frames=1, height=48, width=96).camera
     np.testing.assert_allclose(info_msg.k, camera.k.reshape(-1))
     assert (info_msg.width, info_msg.height) == (96, 48)

@@ -113,8 +113,8 @@ def _play(node: Any, info: Any, topics: dict[str, tuple[Any, str]], args: argpar
     store = bags.typestore()
     played = 0
     while not stop.is_set():
-        # bags._messages: the reader behind read_bag, with its one-line errors for missing or corrupt bags
-        timeline = (entry for entry in bags._messages(info.path, publishers) if entry[2] >= start_ns)
+        # the reader behind read_bag, with its one-line errors for missing or corrupt bags
+        timeline = (entry for entry in bags.iter_messages(info.path, publishers) if entry[2] >= start_ns)
         before = played
         for topic, msgtype, _, message in paced(timeline, lambda entry: entry[2], rate=args.rate, stop=stop,
                                                 clock=publish_clock if args.clock else None, clock_hz=args.clock):
