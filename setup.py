@@ -35,8 +35,8 @@ setup(
     extras_require={"test": ["pytest", "scikit-learn", "ruff", "mcap", "colcon-common-extensions"]},
     entry_points={
         "console_scripts": [
-            "ood_seg_node = ood_seg_node.node:main",
-            "ood_seg_evaluator = ood_seg_node.evaluator_node:main",
+            "ood_seg_node = ood_seg_node.ros.node:main",
+            "ood_seg_evaluator = ood_seg_node.ros.evaluator_node:main",
             "ood_seg = ood_seg_node.cli:main",
         ],
     },

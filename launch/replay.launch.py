@@ -40,8 +40,8 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import ExecutableInPackage, FindPackageShare
 
-from ood_seg_node.dds import profile_environment
-from ood_seg_node.launch_helpers import rviz
+from ood_seg_node.ros.dds import profile_environment
+from ood_seg_node.ros.launch_helpers import rviz
 
 PACKAGE = "ood_seg_node"
 PLAYERS = ("auto", "ros2bag", "ood_seg")

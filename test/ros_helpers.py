@@ -31,9 +31,9 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
-from ood_seg_node import dds
+from ood_seg_node.ros import dds
 from ood_seg_node.encodings import array_to_image_fields
-from ood_seg_node.ros_replay import param_arg
+from ood_seg_node.ros.replay import param_arg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PROFILE = dds.shipped_profile_path()

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from ood_seg_node import dds
+from ood_seg_node.ros import dds
 
 NS = {"f": "http://www.eprosima.com"}
 

@@ -20,9 +20,9 @@ from std_msgs.msg import Header, String
 
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.evaluation.runner import ScoreFileScorer, evaluate_frames
-from ood_seg_node.evaluator_node import EvaluatorNode
-from ood_seg_node.imaging import array_to_image_msg
-from ood_seg_node.ros_replay import NodeProcess
+from ood_seg_node.ros.evaluator_node import EvaluatorNode
+from ood_seg_node.ros.imaging import array_to_image_msg
+from ood_seg_node.ros.replay import NodeProcess
 
 
 def _message(array: np.ndarray, encoding: str, stamp_ns: int) -> Image:
@@ -43,7 +43,7 @@ def _frames(count: int):
 def test_online_metrics_equal_offline_and_unmatched_frames_are_counted(tmp_path):
     domain = random_domain_id()
     out = tmp_path / "online"
-    node = NodeProcess("ood_seg_node.evaluator_node",
+    node = NodeProcess("ood_seg_node.ros.evaluator_node",
                        {"out_dir": str(out), "head": "test", "idle_timeout_s": 2.0, "kind": "obstacle"},
                        isolated_env(domain), tmp_path / "evaluator.log")
     graph = TestGraph(domain)
@@ -108,7 +108,7 @@ def test_idle_timeout_writes_the_report_and_stops_the_node_without_raising(tmp_p
 def test_exit_code_1_when_no_frame_was_evaluated(tmp_path):
     domain = random_domain_id()
     out = tmp_path / "out"
-    node = NodeProcess("ood_seg_node.evaluator_node", {"out_dir": str(out), "idle_timeout_s": 1.0},
+    node = NodeProcess("ood_seg_node.ros.evaluator_node", {"out_dir": str(out), "idle_timeout_s": 1.0},
                        isolated_env(domain), tmp_path / "evaluator.log")
     graph = TestGraph(domain)
     try:

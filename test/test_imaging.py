@@ -15,8 +15,8 @@ from ros_helpers import compressed_msg, image_msg, rgb_in_encoding
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
-from ood_seg_node import imaging
-from ood_seg_node.imaging import (
+from ood_seg_node.ros import imaging
+from ood_seg_node.ros.imaging import (
     ImageEncodingError,
     array_to_image_msg,
     compressed_msg_to_rgb,

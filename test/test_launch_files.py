@@ -23,8 +23,8 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from ood_seg_node import dds, launch_helpers
-from ood_seg_node.node import NodeConfig, check_config
+from ood_seg_node.ros import dds, launch_helpers
+from ood_seg_node.ros.node import NodeConfig, check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
@@ -33,7 +33,7 @@ REQUIRED_ARGUMENTS = {  # SPEC.md plus what the README documents
     "obsnet.launch.py": {"params_file", "image", "camera_info", "use_sim_time", "rviz"},
     "replay.launch.py": {"bag", "out", "head", "params_file", "image", "rate", "player", "rviz"},
 }
-HELPERS = ROOT / "ood_seg_node" / "launch_helpers.py"  # the RViz action every launch file shares
+HELPERS = ROOT / "ood_seg_node" / "ros" / "launch_helpers.py"  # the RViz action every launch file shares
 
 
 def _tree(name: str) -> ast.Module:

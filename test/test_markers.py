@@ -11,7 +11,7 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
-from ood_seg_node.markers import (
+from ood_seg_node.ros.markers import (
     BOX_NAMESPACE,
     LABEL_NAMESPACE,
     intrinsics_from_camera_info,

@@ -1,7 +1,7 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
 """The ood_seg_node process over real rclpy + Fast DDS: topics, headers, encodings, QoS, parameters.
 
-One node process serves the module (started as a user starts it, ``python -m ood_seg_node.node
+One node process serves the module (started as a user starts it, ``python -m ood_seg_node.ros.node
 --ros-args -p ...``); each test publishes uniquely stamped frames and waits for the outputs of that
 stamp, re-publishing a fresh frame if discovery has not completed yet, so no test depends on sleeps.
 """
@@ -30,9 +30,9 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 from ood_seg_node.cityscapes import colorize
 from ood_seg_node.encodings import decode_image
-from ood_seg_node.ros_replay import NodeProcess
+from ood_seg_node.ros.replay import NodeProcess
 
-MODULE = "ood_seg_node.node"
+MODULE = "ood_seg_node.ros.node"
 IMAGE_OUTPUTS = {
     "/ood/labels": "mono8",
     "/ood/labels_color": "rgb8",

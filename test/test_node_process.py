@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from ros_helpers import PROFILE_VAR, REPO_ROOT, isolated_env, random_domain_id
 
-from ood_seg_node.ros_replay import param_arg
+from ood_seg_node.ros.replay import param_arg
 
 PUBLISHER = """
 import sys, time
@@ -35,7 +35,7 @@ while time.monotonic() < deadline and rclpy.ok():
 
 def _start_node(tmp_path: Path, env: dict[str, str], **params: object) -> tuple[subprocess.Popen, Path]:
     """The node in a process group of its own, as a shell starts a foreground job."""
-    command = [sys.executable, "-m", "ood_seg_node.node", "--ros-args"]
+    command = [sys.executable, "-m", "ood_seg_node.ros.node", "--ros-args"]
     for name, value in {"device": "cpu", **params}.items():
         command += ["-p", param_arg(name, value)]
     log = tmp_path / "node.log"

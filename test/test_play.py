@@ -32,8 +32,8 @@ from ood_seg_node.cli import main as cli_main
 from ood_seg_node.commands.play import message_class
 from ood_seg_node.datasets import open_dataset
 from ood_seg_node.encodings import decode_image
-from ood_seg_node.imaging import stamp_ns
-from ood_seg_node.ros_replay import paced
+from ood_seg_node.ros.imaging import stamp_ns
+from ood_seg_node.ros.replay import paced
 
 RATE_HZ = 4.0  # the bag's frame rate
 COMPRESSED_TOPIC = "/camera/image_raw/compressed"

@@ -28,7 +28,7 @@ from ood_seg_node.bags import DEFAULT_START_NS, read_bag, write_bag
 from ood_seg_node.cli import main as cli_main
 from ood_seg_node.datasets import open_dataset
 from ood_seg_node.pipeline import Pipeline
-from ood_seg_node.ros_replay import NodeProcess, Replayer, ood_seg_node_process
+from ood_seg_node.ros.replay import NodeProcess, Replayer, ood_seg_node_process
 
 SCORE_TOLERANCE = 1e-4
 METRIC_TOLERANCE = 1e-3
@@ -47,7 +47,7 @@ def test_online_replay_equals_offline_evaluation(tmp_path, random_builtin_checkp
     env = isolated_env(domain)
     online_dir = tmp_path / "online"
     frames = [frame.to_frame() for frame in read_bag(bag)]
-    evaluator = NodeProcess("ood_seg_node.evaluator_node", {"out_dir": str(online_dir), "head": "energy"}, env,
+    evaluator = NodeProcess("ood_seg_node.ros.evaluator_node", {"out_dir": str(online_dir), "head": "energy"}, env,
                             tmp_path / "evaluator.log")
     replayer = Replayer(domain)
     try:

@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
               f" -> {row['speedup']:.2f}x")
 
     if not args.no_node:
-        from ood_seg_node.ros_replay import node_latency
+        from ood_seg_node.ros.replay import node_latency
 
         print("\nnode end to end over DDS (publish -> ood/anomaly_score received) vs pipeline compute")
         figures["node"] = node_latency(segmenter_spec=args.segmenter, checkpoint=args.segmenter_checkpoint,

@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from ood_seg_node.bags import DEFAULT_START_NS, read_bag, write_bag
     from ood_seg_node.datasets import open_dataset
     from ood_seg_node.evaluation.runner import EvaluationRun, HeadRun
-    from ood_seg_node.ros_replay import Replayer, local_ros_environment, ood_seg_node_process
+    from ood_seg_node.ros.replay import Replayer, local_ros_environment, ood_seg_node_process
 
     started = time.perf_counter()
     heads, skipped = _heads(args.head)  # a bad --head or --frames must not leave an empty report folder behind

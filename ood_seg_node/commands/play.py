@@ -2,7 +2,7 @@
 """``ood_seg play BAG``: replay a rosbag2 onto ROS topics where ``ros2 bag`` is missing (every pip install).
 
 Every topic goes out as recorded (the bag's serialized bytes, so header stamps are untouched), paced by log
-time like ``ros2 bag play`` with the pacing the demo's replayer uses (:func:`ood_seg_node.ros_replay.paced`),
+time like ``ros2 bag play`` with the pacing the demo's replayer uses (:func:`ood_seg_node.ros.replay.paced`),
 on reliable keep-last 10 publishers: a node with ``reliable_input`` (as in ``replay.launch.py``, which runs
 this player when ``ros2 bag`` is not installed) loses no frame. Ctrl-C / SIGTERM stop it with exit code 0.
 """
@@ -16,7 +16,7 @@ import sys
 import threading
 from typing import Any
 
-from ood_seg_node.ros_replay import DEFAULT_CLOCK_HZ
+from ood_seg_node.ros.replay import DEFAULT_CLOCK_HZ
 
 
 def _positive(text: str) -> float:
@@ -92,7 +92,7 @@ def _play(node: Any, info: Any, topics: dict[str, tuple[Any, str]], args: argpar
     from rosgraph_msgs.msg import Clock
 
     from ood_seg_node import bags
-    from ood_seg_node.ros_replay import paced, playback_qos
+    from ood_seg_node.ros.replay import paced, playback_qos
 
     publishers = {topic: node.create_publisher(msg_class, name, playback_qos())
                   for topic, (msg_class, name) in topics.items()}
@@ -127,8 +127,8 @@ def _play(node: Any, info: Any, topics: dict[str, tuple[Any, str]], args: argpar
 
 def run(args: argparse.Namespace) -> int:
     from ood_seg_node.bags import bag_info
-    from ood_seg_node.dds import apply_default_profile
-    from ood_seg_node.ros_replay import RosParticipant
+    from ood_seg_node.ros.dds import apply_default_profile
+    from ood_seg_node.ros.replay import RosParticipant
 
     info = bag_info(args.bag)
     topics = _published_topics(info, args)

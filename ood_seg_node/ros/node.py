@@ -2,7 +2,7 @@
 """The ``ood_seg_node`` ROS 2 node: camera images in, anomaly maps, overlay, obstacles and diagnostics out.
 
 The node is the thin ROS edge around :class:`ood_seg_node.pipeline.Pipeline`: it declares and validates
-parameters, converts messages (:mod:`ood_seg_node.imaging`), and publishes every result with the input's
+parameters, converts messages (:mod:`ood_seg_node.ros.imaging`), and publishes every result with the input's
 header. Frames are keep-latest: the subscription callback only stores the newest message and a worker
 thread processes it, so a slow model drops stale frames (counted in /diagnostics) instead of queueing
 them. Nothing is inferred while no output has a subscriber. A malformed frame is logged (throttled) and
@@ -37,12 +37,12 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ood_seg_node import dds
+from ood_seg_node.ros import dds
 from ood_seg_node.cityscapes import colorize
 from ood_seg_node.encodings import DEFAULT_MAX_INPUT_PIXELS
 from ood_seg_node.heads import head_names
-from ood_seg_node.imaging import ImageEncodingError, array_to_image_msg, msg_to_rgb, overlay_anomalies
-from ood_seg_node.markers import intrinsics_from_camera_info, obstacle_markers
+from ood_seg_node.ros.imaging import ImageEncodingError, array_to_image_msg, msg_to_rgb, overlay_anomalies
+from ood_seg_node.ros.markers import intrinsics_from_camera_info, obstacle_markers
 from ood_seg_node.pipeline import Pipeline, PipelineError, resolve_device
 from ood_seg_node.segmenters import segmenter_names
 

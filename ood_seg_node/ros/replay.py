@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from ood_seg_node.dds import apply_default_profile
+from ood_seg_node.ros.dds import apply_default_profile
 from ood_seg_node.encodings import decode_image
 
 IMAGE_TOPIC = "/camera/image_raw"
@@ -121,7 +121,7 @@ class NodeProcess:
 
 def ood_seg_node_process(params: dict[str, object], env: dict[str, str], log_path: str | Path) -> NodeProcess:
     """The OOD node reading the bag's camera topics."""
-    return NodeProcess("ood_seg_node.node", params, env, log_path,
+    return NodeProcess("ood_seg_node.ros.node", params, env, log_path,
                        remaps={"image": IMAGE_TOPIC, "camera_info": CAMERA_INFO_TOPIC})
 
 
@@ -242,7 +242,7 @@ class Replayer(RosParticipant):
         super().close()
 
     def _entry(self, msg) -> Received:
-        from ood_seg_node.imaging import stamp_ns
+        from ood_seg_node.ros.imaging import stamp_ns
 
         stamp = stamp_ns(msg.header)
         return self.received.setdefault(stamp, Received())
@@ -291,7 +291,7 @@ class Replayer(RosParticipant):
         from builtin_interfaces.msg import Time
         from std_msgs.msg import Header
 
-        from ood_seg_node.imaging import array_to_image_msg
+        from ood_seg_node.ros.imaging import array_to_image_msg
 
         stats = ReplayStats()
         timeline = ((start_ns + int(round(index * 1e9 / rate_hz)), frame) for index, frame in enumerate(frames))

@@ -48,7 +48,7 @@ def shipped_profile_path() -> Path | None:
             pass
     except ImportError:
         pass
-    local = Path(__file__).resolve().parent / "config" / PROFILE_FILENAME
+    local = Path(__file__).resolve().parents[1] / "config" / PROFILE_FILENAME
     return local if local.is_file() else None
 
 
