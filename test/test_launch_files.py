@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from ood_seg_node.ros import dds, launch_helpers
-from ood_seg_node.ros.node import NodeConfig, check_config
+from ood_seg_node.ros.node_config import NodeConfig, check_config
 
 ROOT = Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"

@@ -324,7 +324,7 @@ def test_diagnostics_report_rate_latency_and_identity(rig):
         ({"device": "tpu"}, "cuda:N"),
         ({"min_obstacle_area": 0}, ">= 1"),
         ({"threshold": math.inf}, "NaN"),
-        ({"head_checkpoint": "/no/such/head.pt"}, "takes no head_checkpoint"),
+        ({"head_checkpoint": "/no/such/head.pt"}, "an existing file"),
     ],
 )
 def test_invalid_runtime_parameter_is_refused(rig, values, expected):

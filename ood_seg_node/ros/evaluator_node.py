@@ -31,7 +31,7 @@ from ood_seg_node.datasets.base import Frame
 from ood_seg_node.encodings import ImageEncodingError, decode_image
 from ood_seg_node.evaluation.runner import CompressedLabels, EvaluationRun, HeadRun
 from ood_seg_node.ros.imaging import stamp_ns
-from ood_seg_node.ros.node import spin_node
+from ood_seg_node.ros.runtime import spin_node
 
 PENDING_LIMIT = 200  # unmatched messages kept per side; older ones are counted as unmatched
 

@@ -1,0 +1,115 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""The node's parameters as one frozen dataclass: defaults, descriptions, validation, the pipeline they name.
+
+No rclpy here: launch-file and YAML tests check parameters against this module without a ROS graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from ood_seg_node.encodings import DEFAULT_MAX_INPUT_PIXELS
+from ood_seg_node.heads import head_names
+from ood_seg_node.pipeline import Pipeline, resolve_device
+from ood_seg_node.ros.runtime import one_line
+from ood_seg_node.segmenters import segmenter_names
+
+
+class ConfigError(ValueError):
+    """A parameter value is invalid or the pipeline it names cannot be built (the message says which)."""
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """The node's parameters; field defaults are the declared defaults."""
+
+    head: str = "msp"
+    head_checkpoint: str = ""
+    segmenter: str = "builtin"
+    segmenter_checkpoint: str = ""
+    device: str = "auto"
+    threshold: float = math.nan
+    min_obstacle_area: int = 50
+    compressed_input: bool = False
+    reliable_input: bool = False
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+    publish_overlay: bool = True
+    overlay_alpha: float = 0.5
+    camera_height: float = 1.5
+    camera_pitch: float = 0.0
+    marker_scale: float = 0.01
+    autostart: bool = True
+
+
+DESCRIPTIONS = {
+    "head": "OOD head scoring each pixel (registry name)",
+    "head_checkpoint": "weights of a trained head; empty = the shipped default where one exists",
+    "segmenter": "segmentation model: builtin, torchvision:<arch> or torchscript",
+    "segmenter_checkpoint": "segmenter weights file; empty = the shipped builtin weights",
+    "device": "inference device: auto, cpu, cuda or cuda:N",
+    "threshold": "anomaly-mask threshold on the score; NaN = the head's calibrated default",
+    "min_obstacle_area": "smallest anomaly component (pixels) reported on ood/obstacles, >= 1",
+    "compressed_input": "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
+    "reliable_input": "reliable input QoS (bag replay without loss) instead of best-effort sensor data",
+    "max_input_pixels": "frames declaring more pixels (raw or compressed, read before decoding) are refused, >= 1",
+    "publish_overlay": "publish ood/overlay (input with anomalies tinted red)",
+    "overlay_alpha": "strength of the red tint on ood/overlay, in [0, 1]",
+    "camera_height": "camera height above flat ground in metres (> 0), for ground-plane obstacle markers",
+    "camera_pitch": "downward pitch of the optical axis in radians, in (-pi/2, pi/2)",
+    "marker_scale": "metres per pixel of image-plane obstacle markers (used without camera_info), > 0",
+    "autostart": "configure and activate at start (read once); false = wait for a lifecycle manager",
+}
+PIPELINE_KEYS = ("head", "head_checkpoint", "segmenter", "segmenter_checkpoint", "device")
+"""Parameters whose change rebuilds the pipeline."""
+INPUT_KEYS = ("compressed_input", "reliable_input")
+"""Parameters whose change re-creates the input subscription."""
+
+
+def check_config(config: NodeConfig) -> None:
+    """Raise :class:`ConfigError` naming the parameter and its valid values for the first invalid one.
+
+    Cheap checks only (names, ranges, that checkpoint files exist): building the pipeline finds the rest.
+    """
+    heads = head_names()
+    if config.head not in heads:
+        raise ConfigError(f"invalid head {config.head!r}; valid: {', '.join(heads)}")
+    segmenters = segmenter_names()
+    if config.segmenter not in segmenters:
+        raise ConfigError(f"invalid segmenter {config.segmenter!r}; valid: {', '.join(segmenters)}")
+    try:
+        resolve_device(config.device)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
+    checks = [
+        ("threshold", not math.isinf(config.threshold), "a finite number or NaN"),
+        ("min_obstacle_area", config.min_obstacle_area >= 1, "an integer >= 1"),
+        ("max_input_pixels", config.max_input_pixels >= 1, "an integer >= 1"),
+        ("overlay_alpha", 0.0 <= config.overlay_alpha <= 1.0, "a number in [0, 1]"),
+        ("camera_height", math.isfinite(config.camera_height) and config.camera_height > 0.0, "a number > 0"),
+        ("camera_pitch", abs(config.camera_pitch) < math.pi / 2, "a number in (-pi/2, pi/2) radians"),
+        ("marker_scale", math.isfinite(config.marker_scale) and config.marker_scale > 0.0, "a number > 0"),
+        ("head_checkpoint", not config.head_checkpoint or Path(config.head_checkpoint).is_file(), "an existing file"),
+        ("segmenter_checkpoint", not config.segmenter_checkpoint or Path(config.segmenter_checkpoint).is_file(),
+         "an existing file"),
+    ]
+    for name, ok, valid in checks:
+        if not ok:
+            raise ConfigError(f"invalid {name} {getattr(config, name)!r}; valid: {valid}")
+
+
+def build_pipeline(config: NodeConfig) -> Pipeline:
+    """The pipeline the parameters name; any failure (a refused checkpoint, ...) becomes a ConfigError."""
+    try:
+        return Pipeline.from_names(
+            segmenter=config.segmenter,
+            head=config.head,
+            segmenter_checkpoint=config.segmenter_checkpoint,
+            head_checkpoint=config.head_checkpoint,
+            device=config.device,
+            threshold=config.threshold,
+            min_obstacle_area=config.min_obstacle_area,
+        )
+    except (ValueError, RuntimeError, OSError) as error:
+        raise ConfigError(one_line(error)) from None
