@@ -24,7 +24,8 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 import rclpy
-from rcl_interfaces.srv import SetParameters
+from rcl_interfaces.msg import Parameter as ParameterMsg
+from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -95,21 +96,32 @@ class TestGraph:
         while time.monotonic() < deadline:
             self.executor.spin_once(timeout_sec=0.05)
 
-    def set_parameters(self, node_name: str, timeout: float = 30.0, **values: Any) -> list[Any]:
-        """Call ``<node_name>/set_parameters``; returns the SetParametersResult list."""
-        client = self.node.create_client(SetParameters, f"{node_name}/set_parameters")
+    def call(self, service_type: Any, name: str, request: Any, timeout: float = 30.0) -> Any:
+        """Call service ``name`` and return its response."""
+        client = self.node.create_client(service_type, name)
         try:
             if not self.spin_until(client.service_is_ready, timeout):
-                raise TimeoutError(f"{node_name}/set_parameters not available")
-            request = SetParameters.Request(
-                parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()]
-            )
+                raise TimeoutError(f"{name} not available")
             future = client.call_async(request)
             if not self.spin_until(future.done, timeout):
-                raise TimeoutError(f"{node_name}/set_parameters did not answer")
-            return list(future.result().results)
+                raise TimeoutError(f"{name} did not answer")
+            return future.result()
         finally:
             self.node.destroy_client(client)
+
+    def set_parameters(self, node_name: str, timeout: float = 30.0, **values: Any) -> list[Any]:
+        """Call ``<node_name>/set_parameters``; returns the SetParametersResult list."""
+        request = SetParameters.Request(
+            parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()]
+        )
+        return list(self.call(SetParameters, f"{node_name}/set_parameters", request, timeout).results)
+
+    def get_parameters(self, node_name: str, *names: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Call ``<node_name>/get_parameters``; returns the values by name."""
+        response = self.call(GetParameters, f"{node_name}/get_parameters", GetParameters.Request(names=list(names)),
+                             timeout)
+        return {name: Parameter.from_parameter_msg(ParameterMsg(name=name, value=value)).value
+                for name, value in zip(names, response.values, strict=True)}
 
     def close(self) -> None:
         self.executor.shutdown()

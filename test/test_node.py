@@ -346,6 +346,20 @@ def test_runtime_parameters_take_effect(rig):
         assert all(r.successful for r in rig.set(head="msp", threshold=math.nan))
 
 
+def test_a_failed_rebuild_keeps_the_running_model_and_restores_the_parameters(rig, tmp_path):
+    not_weights = tmp_path / "weights.pt"
+    not_weights.write_text("not a checkpoint")
+    (result,) = rig.set(segmenter_checkpoint=str(not_weights))
+    assert result.successful  # cheap checks pass; the model is built off the parameter callback
+    restored = rig.graph.spin_until(
+        lambda: rig.graph.get_parameters("/ood_seg_node", "segmenter_checkpoint")["segmenter_checkpoint"]
+        != str(not_weights), 30.0)
+    assert restored, rig.node.log()
+    assert "pipeline rebuild failed" in rig.node.log() and str(not_weights) in rig.node.log()
+    stamp = rig.publish_rgb(_rgb(12))  # still running the model it had
+    _check_frame(rig.outputs.frame(stamp), stamp, "cam", HEIGHT, WIDTH)
+
+
 def test_obstacles_are_image_plane_boxes_until_camera_info_puts_them_on_the_ground(rig):
     assert all(r.successful for r in rig.set(threshold=0.0))  # the whole frame is one obstacle
     info_pub = rig.graph.node.create_publisher(CameraInfo, "/camera_info", 10)
