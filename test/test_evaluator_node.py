@@ -14,7 +14,7 @@ from builtin_interfaces.msg import Time
 from rclpy.context import Context
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from ros_helpers import TestGraph, isolated_env, random_domain_id
+from ros_helpers import TestGraph, isolated_env, random_domain_id, run_to_exit
 from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
@@ -123,3 +123,29 @@ def test_exit_code_1_when_no_frame_was_evaluated(tmp_path):
         code = node.stop(signal.SIGINT)
     assert code == 1, node.log()
     assert "nothing written" in node.log() and not (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [({"kind": "road"}, "valid: obstacle, anomaly"), ({"idle_timeout_s": -1.0}, "seconds >= 0"),
+     ({"component_threshold": math.inf}, "finite number or NaN"), ({"out_dir": ""}, "a folder path")],
+)
+def test_invalid_parameter_is_one_line_and_exit_1(params, expected):
+    result = run_to_exit("ood_seg_node.ros.evaluator_node", params, isolated_env(random_domain_id()))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1
+    assert len(lines) == 1 and expected in lines[0], result.stderr
+
+
+def test_parameters_are_described_and_read_only(tmp_path):
+    context = Context()
+    rclpy.init(context=context, domain_id=random_domain_id())
+    node = EvaluatorNode(context=context, parameter_overrides=[Parameter("out_dir", value=str(tmp_path))])
+    try:
+        descriptors = node.describe_parameters(["out_dir", "head", "kind", "component_threshold", "idle_timeout_s"])
+        assert all(d.description and d.read_only for d in descriptors)
+        (result,) = node.set_parameters([Parameter("kind", value="anomaly")])
+        assert not result.successful  # the run accumulates under the parameters it started with
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=context)

@@ -17,11 +17,13 @@ import json
 import math
 import sys
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import cv2
 import numpy as np
+from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
@@ -36,19 +38,41 @@ from ood_seg_node.ros.runtime import spin_node
 PENDING_LIMIT = 200  # unmatched messages kept per side; older ones are counted as unmatched
 
 
+@dataclass(frozen=True)
+class EvaluatorConfig:
+    """The evaluator's parameters; field defaults are the declared defaults."""
+
+    out_dir: str = "ood_eval"
+    head: str = "online"
+    kind: str = "obstacle"
+    component_threshold: float = math.nan
+    idle_timeout_s: float = 0.0
+
+
+EVALUATOR_DESCRIPTIONS = {
+    "out_dir": "folder the report (metrics.json, curves) is written to when the evaluator stops",
+    "head": "label of the evaluated head in the report",
+    "kind": "SMIYC component metrics of the obstacle or the anomaly track: obstacle, anomaly",
+    "component_threshold": "threshold of the component metrics; NaN = the run's best-F1 threshold",
+    "idle_timeout_s": "finish this many seconds after the last message; 0 = only on Ctrl-C / SIGTERM",
+}
+
+
 class EvaluatorNode(Node):
     """Pairs score maps with ground truth by stamp and accumulates pixel and component metrics."""
 
     def __init__(self, **node_options: Any) -> None:
         super().__init__("ood_seg_evaluator", **node_options)
-        self.out_dir = Path(self.declare_parameter("out_dir", "ood_eval").value)
-        self.head = str(self.declare_parameter("head", "online").value)
-        kind = str(self.declare_parameter("kind", "obstacle").value)
-        threshold = float(self.declare_parameter("component_threshold", math.nan).value)
-        self.idle_timeout = float(self.declare_parameter("idle_timeout_s", 0.0).value)
-        if kind not in ("obstacle", "anomaly"):
-            raise ValueError(f"invalid kind {kind!r}; valid: obstacle, anomaly")
-        self.run = HeadRun(self.head, kind, None if math.isnan(threshold) else threshold)
+        try:
+            config = self._declare_parameters()
+        except BaseException:
+            self.destroy_node()
+            raise
+        self.out_dir = Path(config.out_dir)
+        self.head = config.head
+        self.idle_timeout = config.idle_timeout_s
+        threshold = config.component_threshold
+        self.run = HeadRun(self.head, config.kind, None if math.isnan(threshold) else threshold)
         self.labels = CompressedLabels()
         self.scores: dict[int, np.ndarray] = {}
         self.gts: dict[int, np.ndarray] = {}
@@ -61,6 +85,24 @@ class EvaluatorNode(Node):
         self.summary = self.create_publisher(String, "ood/eval_summary", 10)
         self.create_timer(1.0, self.tick)
         self.finished = False
+
+    def _declare_parameters(self) -> EvaluatorConfig:
+        """Declare every parameter read-only (the run accumulates under them) and validate it."""
+        for field in fields(EvaluatorConfig):
+            self.declare_parameter(field.name, field.default,
+                                   ParameterDescriptor(description=EVALUATOR_DESCRIPTIONS[field.name], read_only=True))
+        config = EvaluatorConfig(**{f.name: self.get_parameter(f.name).value for f in fields(EvaluatorConfig)})
+        checks = [
+            ("out_dir", bool(config.out_dir.strip()), "a folder path"),
+            ("head", bool(config.head.strip()), "a non-empty label"),
+            ("kind", config.kind in ("obstacle", "anomaly"), "obstacle, anomaly"),
+            ("component_threshold", not math.isinf(config.component_threshold), "a finite number or NaN"),
+            ("idle_timeout_s", math.isfinite(config.idle_timeout_s) and config.idle_timeout_s >= 0, "seconds >= 0"),
+        ]
+        for name, ok, valid in checks:
+            if not ok:
+                raise ValueError(f"invalid {name} {getattr(config, name)!r}; valid: {valid}")
+        return config
 
     def _decode(self, msg: Image, expected: str) -> np.ndarray | None:
         if msg.encoding != expected:
