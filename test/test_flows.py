@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from ood_seg_node.flows import (
+from ood_seg_node.training.flows import (
     AffineCoupling,
     FlowError,
     PatchFlow,

@@ -12,13 +12,13 @@ import pytest
 import torch
 
 from ood_seg_node.checkpoints import CheckpointError, load_checkpoint, save_checkpoint, state_digest
-from ood_seg_node.flows import PatchFlow
 from ood_seg_node.heads import build_head
 from ood_seg_node.heads.nflowjs import NFlowJS, js_max, js_to_uniform
 from ood_seg_node.pipeline import Pipeline
 from ood_seg_node.segmenters import build_segmenter
 from ood_seg_node.segmenters.builtin import BuiltinSegmenter
 from ood_seg_node.training.common import HeadTrainingConfig
+from ood_seg_node.training.flows import PatchFlow
 from ood_seg_node.training.nflowjs import NFlowJSOptions, add_arguments, paste_negatives
 
 

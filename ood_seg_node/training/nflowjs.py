@@ -3,7 +3,7 @@
 
 Grcić, Bevandić, Kalafatić, Šegvić, "Dense Out-of-Distribution Detection by Robust Learning on Synthetic
 Negative Data", arXiv 2112.12833. Real negative data never cover the visual world, so the negatives are
-*generated*: a normalizing flow (:class:`ood_seg_node.flows.PatchFlow`) is first trained by maximum
+*generated*: a normalizing flow (:class:`ood_seg_node.training.flows.PatchFlow`) is first trained by maximum
 likelihood on inlier patches; then, jointly with the segmenter, its samples (random sizes, random positions)
 are pasted into inlier training images, and one loss is minimised over both models::
 
@@ -39,7 +39,6 @@ from tqdm import tqdm
 from ood_seg_node.checkpoints import load_checkpoint, save_checkpoint
 from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY
 from ood_seg_node.datasets.base import Frame
-from ood_seg_node.flows import PatchFlow
 from ood_seg_node.heads.nflowjs import STATE_PREFIX, NFlowJS, js_to_uniform
 from ood_seg_node.segmenters import Segmenter, SegmenterError, build_segmenter
 from ood_seg_node.training import TRAIN_SEEDS, VAL_SEEDS
@@ -51,6 +50,7 @@ from ood_seg_node.training.common import (
     seed_everything,
     synthetic_frames,
 )
+from ood_seg_node.training.flows import PatchFlow
 
 NEGATIVES = ("flow", "procedural", "none")
 DEFAULT_SEGMENTER_LR = 5e-4
