@@ -176,3 +176,25 @@ def load_checkpoint(
 def shipped_weights_dir() -> Path:
     """Where the package's own trained weights live (installed under share/ too by colcon)."""
     return Path(__file__).resolve().parent / "weights"
+
+
+def load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+    """Load every tensor of ``state_dict`` into ``module`` and nothing else, or fail in one line.
+
+    Args:
+        module: the freshly built model.
+        state_dict: its weights, keys exactly as the model names them.
+        what: the start of the error message, e.g. ``x.pt does not fit the obsnet head``.
+
+    Raises:
+        CheckpointError: ``<what>: missing key 'a.b'``, ``<what>: unexpected key 'c'`` or
+            ``<what>: size mismatch for d: ...`` (the first one found).
+    """
+    try:
+        missing, unexpected = module.load_state_dict(state_dict, strict=False)
+    except RuntimeError as error:  # shape mismatches: torch lists them under a header line
+        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+        raise CheckpointError(f"{what}: {lines[1] if len(lines) > 1 else first_sentence(error)}") from None
+    if missing or unexpected:
+        detail = f"missing key {missing[0]!r}" if missing else f"unexpected key {unexpected[0]!r}"
+        raise CheckpointError(f"{what}: {detail}")
