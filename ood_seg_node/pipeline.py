@@ -40,6 +40,8 @@ class FrameResult:
         obstacles: connected components of ``mask`` with at least ``min_obstacle_area`` pixels.
         threshold: the threshold that made ``mask``.
         scores: every head's HxW score by head name (the primary one included).
+        native_scores: every head's score at the logits' resolution (what ``scores`` were upsampled from;
+            evaluation keeps these for its second pass).
         timings_ms: ``preprocess``, ``segmenter``, ``head`` (all heads), ``head:<name>`` (each),
             ``postprocess``, ``total``.
     """
@@ -50,6 +52,7 @@ class FrameResult:
     obstacles: list[Obstacle]
     threshold: float
     scores: dict[str, np.ndarray] = field(default_factory=dict)
+    native_scores: dict[str, np.ndarray] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -208,7 +211,8 @@ class Pipeline:
         done = time.perf_counter()
         timings["postprocess"] = (done - post_started) * 1e3
         timings["total"] = (done - started) * 1e3
-        return FrameResult(labels_np, primary, mask, obstacles, threshold, full_scores, timings)
+        native = {name: score.cpu().numpy() for name, score in scores.items()}
+        return FrameResult(labels_np, primary, mask, obstacles, threshold, full_scores, native, timings)
 
 
 def upsample_score(score: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

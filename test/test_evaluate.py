@@ -9,7 +9,8 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.evaluation import EvaluationError
-from ood_seg_node.evaluation.runner import ScoreFileScorer, evaluate_frames, merge_partials
+from ood_seg_node.evaluation import merge_partials
+from ood_seg_node.offline_evaluation import ScoreFileScorer, evaluate_frames
 
 
 def _frames(count=6, size=(40, 60), seed=0):

@@ -19,7 +19,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Header, String
 
 from ood_seg_node.datasets.base import Frame
-from ood_seg_node.evaluation.runner import ScoreFileScorer, evaluate_frames
+from ood_seg_node.offline_evaluation import ScoreFileScorer, evaluate_frames
 from ood_seg_node.ros.evaluator_node import EvaluatorNode
 from ood_seg_node.ros.imaging import array_to_image_msg
 from ood_seg_node.ros.replay import NodeProcess

@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ood_seg_node.bags import DEFAULT_START_NS, read_bag, write_bag
     from ood_seg_node.datasets import open_dataset
-    from ood_seg_node.evaluation.runner import EvaluationRun, HeadRun
+    from ood_seg_node.evaluation import EvaluationRun, HeadRun
     from ood_seg_node.ros.replay import Replayer, local_ros_environment, ood_seg_node_process
 
     started = time.perf_counter()
@@ -121,29 +121,24 @@ def _evaluate(head: str, received: dict, stamps: dict, latencies: dict, kind: st
     """
     import cv2
 
-    from ood_seg_node.cityscapes import NUM_CLASSES
-    from ood_seg_node.evaluation import ConfusionMatrix
+    from ood_seg_node.evaluation import Accumulator, EvaluationError
     from ood_seg_node.evaluation.report import overlay
-    from ood_seg_node.evaluation.runner import CompressedLabels, HeadRun
 
-    run = HeadRun(head, kind, None)
-    confusion = ConfusionMatrix(NUM_CLASSES)
-    labels = CompressedLabels()
+    accumulator = Accumulator(kind, {head: None})
     pictures = []
     for index, (stamp, frame) in enumerate(sorted(stamps.items())):
         entry = received.get(stamp)
         if entry is None or entry.score is None:
             continue
-        run.add(index, frame, entry.score, latencies.get(stamp))
-        labels[index] = cv2.imencode(".png", frame.ood_gt)[1].tobytes()
-        if entry.labels is not None and frame.semantic is not None:
-            confusion.update(entry.labels, frame.semantic)
+        accumulator.add(index, frame.ood_gt, {head: entry.score}, sequence=frame.sequence,
+                        predicted=None if entry.labels is None else {head: entry.labels}, semantic=frame.semantic,
+                        latency={head: latencies[stamp]} if stamp in latencies else None)
         if (frame.ood_gt == 1).sum() >= 20 and len(pictures) < overlays:
             pictures.append((frame, entry.score))
-    if not run.pixel.frames:
-        raise RuntimeError(f"no score map came back from the node running head {head}")
-    run.second_pass(labels, keep_worst=0)
-    run.confusion = confusion
+    try:
+        run = accumulator.finish().heads[head]
+    except EvaluationError:
+        raise RuntimeError(f"no score map came back from the node running head {head}") from None
     folder.mkdir(parents=True, exist_ok=True)
     for frame, score in pictures:
         picture = overlay(frame.image, score, frame.ood_gt, run.component_threshold)

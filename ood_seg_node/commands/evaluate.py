@@ -85,7 +85,7 @@ def _frames(args: argparse.Namespace):
 
 
 def _scorers(args: argparse.Namespace) -> list:
-    from ood_seg_node.evaluation.runner import PipelineScorer, ScoreFileScorer
+    from ood_seg_node.offline_evaluation import PipelineScorer, ScoreFileScorer
     from ood_seg_node.heads import build_head
     from ood_seg_node.pipeline import Pipeline
     from ood_seg_node.segmenters import build_segmenter
@@ -113,7 +113,8 @@ def _scorers(args: argparse.Namespace) -> list:
 
 def run(args: argparse.Namespace) -> int:
     from ood_seg_node.evaluation import format_table
-    from ood_seg_node.evaluation.runner import evaluate_frames, merge_partials
+    from ood_seg_node.evaluation import merge_partials
+    from ood_seg_node.offline_evaluation import evaluate_frames
 
     if args.merge:
         results = merge_partials(args.merge).write(args.out)

@@ -2,12 +2,20 @@
 """Evaluation of anomaly scores: streaming pixel metrics, SMIYC component metrics, mIoU and reports.
 
 Why a package: the online evaluator node, ``ood_seg evaluate`` and the demo all score frames one at a time
-and must agree on the benchmarks' definitions; everything here is numpy/scipy (matplotlib only, lazily, for
-plots) and never imports rclpy.
+and must agree on the benchmarks' definitions, so they share one :class:`Accumulator`; everything here is
+numpy/scipy/OpenCV (matplotlib only, lazily, for plots) and imports neither torch, the datasets nor rclpy.
 """
 
 from __future__ import annotations
 
+from ood_seg_node.evaluation.accumulator import (
+    Accumulator,
+    CompressedLabels,
+    EvaluationRun,
+    HeadRun,
+    merge_partials,
+    resize_score,
+)
 from ood_seg_node.evaluation.components import (
     SIOU_THRESHOLDS,
     SIZE_FILTERS,
@@ -20,6 +28,12 @@ from ood_seg_node.evaluation.metrics import ConfusionMatrix, EvaluationError, St
 from ood_seg_node.evaluation.report import CSV_COLUMNS, format_table, overlay, to_jsonable, write_report
 
 __all__ = [
+    "Accumulator",
+    "CompressedLabels",
+    "EvaluationRun",
+    "HeadRun",
+    "merge_partials",
+    "resize_score",
     "CSV_COLUMNS",
     "SIOU_THRESHOLDS",
     "SIZE_FILTERS",

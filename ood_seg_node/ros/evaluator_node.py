@@ -2,7 +2,7 @@
 """``ood_seg_evaluator``: online evaluation during rosbag replay.
 
 Subscribes to the node's ``ood/anomaly_score`` and the bag's ``/camera/ood_gt``, pairs them by exact header
-stamp, accumulates the same metrics as ``ood_seg evaluate`` (:mod:`ood_seg_node.evaluation.runner`),
+stamp, accumulates the same metrics as ``ood_seg evaluate`` (:mod:`ood_seg_node.evaluation.accumulator`),
 publishes a running JSON summary on ``ood/eval_summary`` and writes the report (``metrics.json`` ...) to
 ``out_dir`` when it stops (Ctrl-C, SIGTERM, or ``idle_timeout_s`` after the last message). It exits with code 1
 when no frame was matched, so that a replay which evaluated nothing fails (``replay.launch.py`` propagates it).
@@ -21,7 +21,6 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -29,9 +28,8 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from ood_seg_node.datasets.base import Frame
 from ood_seg_node.encodings import ImageEncodingError, decode_image
-from ood_seg_node.evaluation.runner import CompressedLabels, EvaluationRun, HeadRun
+from ood_seg_node.evaluation.accumulator import Accumulator
 from ood_seg_node.ros.imaging import stamp_ns
 from ood_seg_node.ros.runtime import spin_node
 
@@ -72,8 +70,7 @@ class EvaluatorNode(Node):
         self.head = config.head
         self.idle_timeout = config.idle_timeout_s
         threshold = config.component_threshold
-        self.run = HeadRun(self.head, config.kind, None if math.isnan(threshold) else threshold)
-        self.labels = CompressedLabels()
+        self.accumulator = Accumulator(config.kind, {self.head: None if math.isnan(threshold) else threshold})
         self.scores: dict[int, np.ndarray] = {}
         self.gts: dict[int, np.ndarray] = {}
         self.unmatched = {"score": 0, "gt": 0}
@@ -137,16 +134,15 @@ class EvaluatorNode(Node):
         if score.shape != gt.shape:
             self.get_logger().warn(f"score {score.shape} and gt {gt.shape} differ at stamp {stamp}; skipped")
             return
-        frame = Frame(np.empty((0, 0, 3), np.uint8), gt, None, name=str(stamp), sequence=frame_id)
-        self.run.add(self.matched, frame, score, None)
-        self.labels[self.matched] = cv2.imencode(".png", gt)[1].tobytes()
+        self.accumulator.add(self.matched, gt, {self.head: score}, sequence=frame_id)
         self.matched += 1
 
     def tick(self) -> None:
         summary = {"frames": self.matched, "unmatched_scores": len(self.scores) + self.unmatched["score"],
                    "unmatched_gt": len(self.gts) + self.unmatched["gt"]}
         if self.matched:
-            summary.update({k: v for k, v in self.run.pixel.compute().items() if k in ("ap", "auroc", "fpr95")})
+            pixel = self.accumulator.heads[self.head].pixel.compute()
+            summary.update({k: v for k, v in pixel.items() if k in ("ap", "auroc", "fpr95")})
         self.summary.publish(String(data=json.dumps(summary)))
         idle = time.monotonic() - self.last_message
         if self.idle_timeout > 0 and self.matched and idle > self.idle_timeout:
@@ -169,10 +165,9 @@ class EvaluatorNode(Node):
         if not self.matched:
             self.get_logger().error("no score map matched a ground-truth stamp; nothing written (exit code 1)")
             return None
-        self.run.second_pass(self.labels, keep_worst=0)
         unmatched = {"unmatched_scores": len(self.scores) + self.unmatched["score"],
                      "unmatched_gt": len(self.gts) + self.unmatched["gt"]}
-        results = EvaluationRun({self.head: self.run}, {"source": "online", **unmatched}).write(self.out_dir)
+        results = self.accumulator.finish(meta={"source": "online", **unmatched}).write(self.out_dir)
         self.get_logger().info(
             f"{self.matched} frames evaluated, {unmatched}: AP {results[self.head]['ap']:.4f} "
             f"-> {self.out_dir / 'metrics.json'}"

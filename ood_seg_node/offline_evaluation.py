@@ -1,0 +1,185 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""Offline evaluation of heads over a frame source (a dataset or a bag) or precomputed score maps.
+
+Scores come from :meth:`ood_seg_node.pipeline.Pipeline.process`, the path the node runs, so an offline
+figure and the node's output are computed alike; each segmenter runs once per frame for all heads that
+share it. The metrics are accumulated by :class:`ood_seg_node.evaluation.accumulator.Accumulator`, as in
+the online evaluator and the demo. Sharded runs (``shard=(i, n)``) take every n-th frame; their partial
+states merge exactly, which needs a component threshold fixed before the run (the head's calibrated one
+unless given).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from ood_seg_node.datasets.base import Frame
+from ood_seg_node.evaluation.accumulator import Accumulator, EvaluationRun, HeadRun, resize_score
+from ood_seg_node.evaluation.metrics import EvaluationError
+from ood_seg_node.evaluation.report import overlay
+
+IMAGE_SUFFIXES = ("_leftImg8bit",)
+
+
+@dataclass
+class Scores:
+    """What a scorer produces for one frame."""
+
+    full: dict[str, np.ndarray]  # head -> HxW score at the frame's size
+    kept: dict[str, np.ndarray] = field(default_factory=dict)  # head -> score to keep for pass 2 (smaller)
+    labels: np.ndarray | None = None  # HxW predicted class ids
+    latency_ms: dict[str, float] = field(default_factory=dict)
+
+
+class Scorer(Protocol):
+    """Produces the scores of one or more heads for a frame."""
+
+    names: list[str]
+    thresholds: dict[str, float]  # calibrated default threshold per head (NaN if unknown)
+
+    def score(self, frame: Frame) -> Scores:
+        """The frame's scores."""
+
+
+class PipelineScorer:
+    """Heads sharing one segmenter forward per frame (see :class:`ood_seg_node.pipeline.Pipeline`)."""
+
+    def __init__(self, pipeline) -> None:
+        self.pipeline = pipeline
+        self.names = [head.name for head in pipeline.heads]
+        self.thresholds = {head.name: float(head.default_threshold) for head in pipeline.heads}
+
+    def score(self, frame: Frame) -> Scores:
+        result = self.pipeline.process(frame.image)
+        timings = result.timings_ms
+        shared = timings["preprocess"] + timings["segmenter"]
+        return Scores(full=result.scores, kept=result.native_scores, labels=result.labels,
+                      latency_ms={name: shared + timings[f"head:{name}"] for name in self.names})
+
+
+class ScoreFileScorer:
+    """Precomputed score maps: ``<dir>/<frame name>.npy`` float32 per frame, as external methods write."""
+
+    def __init__(self, directory: str | Path, name: str = "") -> None:
+        self.directory = Path(directory)
+        if not self.directory.is_dir():
+            raise EvaluationError(f"score folder not found: {self.directory}")
+        self.names = [name or self.directory.name]
+        self.thresholds = {self.names[0]: math.nan}
+
+    def path(self, frame: Frame) -> Path:
+        """``<name>.npy``; benchmarks name Lost&Found / Cityscapes-style frames without the image suffix."""
+        path = self.directory / f"{frame.name}.npy"
+        if not path.is_file():
+            for suffix in IMAGE_SUFFIXES:
+                if frame.name.endswith(suffix) and (self.directory / f"{frame.name[:-len(suffix)]}.npy").is_file():
+                    return self.directory / f"{frame.name[:-len(suffix)]}.npy"
+        return path
+
+    def score(self, frame: Frame) -> Scores:
+        path = self.path(frame)
+        if not path.is_file():
+            raise EvaluationError(f"no score file for frame {frame.name}: {path}")
+        try:
+            score = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as error:
+            raise EvaluationError(f"cannot read score file {path}: {error}") from None
+        if score.ndim != 2:
+            raise EvaluationError(f"score file {path} has shape {score.shape}, expected HxW")
+        name = self.names[0]
+        size = frame.image.shape[:2]
+        return Scores(full={name: resize_score(score, size)}, kept={name: score})
+
+
+def evaluate_frames(
+    frames: Callable[[], Iterable[Frame]],
+    scorers: Sequence[Scorer],
+    *,
+    kind: str,
+    total: int | None = None,
+    shard: tuple[int, int] = (0, 1),
+    component_thresholds: dict[str, float] | None = None,
+    overlays_dir: str | Path | None = None,
+    overlays: int = 4,
+    meta: dict[str, Any] | None = None,
+) -> EvaluationRun:
+    """Evaluate every scorer's heads on the frames (``frames()`` is called again for overlays).
+
+    Args:
+        frames: returns a fresh iterable of frames each call (a dataset, or a bag reader factory).
+        scorers: heads grouped by the forward pass they share.
+        kind: ``obstacle`` or ``anomaly`` (SMIYC component size filters).
+        total: frame count for the progress bar.
+        shard: (i, n): evaluate frames whose position p satisfies p % n == i.
+        component_thresholds: fixed component thresholds per head; required per head when sharding
+            (defaults to the head's calibrated threshold there).
+        overlays_dir: where to write the worst frames' overlays (None = none).
+        overlays: worst frames kept per head.
+        meta: run metadata stored in the report.
+    """
+    index_of_shard, shards = shard
+    sharded = shards > 1
+    fixed = dict(component_thresholds or {})
+    thresholds: dict[str, float | None] = {}
+    for scorer in scorers:
+        for name in scorer.names:
+            if name in thresholds:
+                raise EvaluationError(f"head {name} given twice")
+            threshold = fixed.get(name)
+            if sharded and threshold is None:
+                threshold = scorer.thresholds.get(name, math.nan)
+                if math.isnan(threshold):
+                    raise EvaluationError(f"sharded evaluation needs a fixed component threshold for {name} "
+                                          "(--component-threshold)")
+            thresholds[name] = threshold
+    accumulator = Accumulator(kind, thresholds)
+    for position, frame in enumerate(tqdm(frames(), total=total, desc="evaluating", unit="frame")):
+        if position % shards != index_of_shard:
+            continue
+        if frame.ood_gt is None:
+            raise EvaluationError(f"frame {frame.name} has no anomaly ground truth")
+        scores = [scorer.score(frame) for scorer in scorers]
+        accumulator.add(
+            position, frame.ood_gt, {k: v for s in scores for k, v in s.full.items()}, sequence=frame.sequence,
+            kept={k: v for s in scores for k, v in s.kept.items()},
+            predicted={name: s.labels for s in scores if s.labels is not None for name in s.full},
+            semantic=frame.semantic, latency={k: v for s in scores for k, v in s.latency_ms.items()},
+        )
+    run = accumulator.finish(keep_worst=overlays, meta={**(meta or {}),
+                                                        **({"shard": f"{index_of_shard}/{shards}"} if sharded else {})})
+    if overlays_dir is not None and overlays > 0:
+        _write_overlays(Path(overlays_dir), frames, scorers, run.heads)
+    return run
+
+
+def _write_overlays(out: Path, frames: Callable[[], Iterable[Frame]], scorers: Sequence[Scorer],
+                    heads: dict[str, HeadRun]) -> None:
+    wanted: dict[int, list[tuple[str, int]]] = {index: [] for run in heads.values() for _, index in run.worst}
+    for run in heads.values():
+        for rank, (_, index) in enumerate(sorted(run.worst, reverse=True)):
+            wanted[index].append((run.name, rank))
+    out.mkdir(parents=True, exist_ok=True)
+    for position, frame in _pick(frames(), wanted):
+        for scorer in scorers:
+            scores = scorer.score(frame).full
+            for name, rank in wanted[position]:
+                if name in scores:
+                    picture = overlay(frame.image, scores[name], frame.ood_gt, heads[name].component_threshold)
+                    path = out / f"worst_{name}_{rank + 1}_{frame.name}.png"
+                    cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+
+
+def _pick(frames: Iterable[Frame], wanted: dict[int, Any]) -> Iterator[tuple[int, Frame]]:
+    last = max(wanted, default=-1)
+    for position, frame in enumerate(frames):
+        if position in wanted:
+            yield position, frame
+        if position >= last:
+            return
