@@ -9,6 +9,8 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -24,6 +26,7 @@ def test_package_xml_declares_every_run_dependency():
         assert key in depends, key
 
 
+@pytest.mark.slow  # minutes: skip locally with -m 'not slow'; CI runs it
 def test_colcon_build_installs_launch_config_weights_and_executables(tmp_path):
     workspace = tmp_path / "ws"
     source = workspace / "src" / "ood_seg_node"

@@ -65,13 +65,18 @@ class HeadRun:
     worst: list[tuple[int, int]] = field(default_factory=list)  # min-heap of (error pixels, frame index)
 
     def add(self, index: int, score: np.ndarray, gt: np.ndarray, *, sequence: str = "",
-            kept: np.ndarray | None = None, latency: float | None = None) -> None:
+            kept: np.ndarray | None = None, predicted: np.ndarray | None = None,
+            semantic: np.ndarray | None = None, latency: float | None = None) -> None:
         """One frame: ``score`` at the ground truth's size; ``kept`` (default ``score``) for pass 2."""
         if score.shape != gt.shape:
             raise EvaluationError(f"head {self.name}: score {score.shape} and ground truth {gt.shape} differ")
         self.pixel.update(score, gt)
         self.sequences.setdefault(sequence, StreamingOODMetrics(SEQUENCE_BINS)).update(score, gt)
         self.kept.append((index, (score if kept is None else kept).astype(np.float16)))
+        if predicted is not None and semantic is not None:
+            if self.confusion is None:
+                self.confusion = ConfusionMatrix(NUM_CLASSES)
+            self.confusion.update(predicted, semantic)
         if latency is not None:
             self.latencies.append(latency)
 
@@ -219,14 +224,9 @@ class Accumulator:
         if index in self.labels:
             raise EvaluationError(f"frame index {index} added twice")
         for name, score in scores.items():
-            run = self.heads[name]
-            run.add(index, score, gt, sequence=sequence, kept=(kept or {}).get(name),
-                    latency=(latency or {}).get(name))
-            labels = (predicted or {}).get(name)
-            if labels is not None and semantic is not None:
-                if run.confusion is None:
-                    run.confusion = ConfusionMatrix(NUM_CLASSES)
-                run.confusion.update(labels, semantic)
+            self.heads[name].add(index, score, gt, sequence=sequence, kept=(kept or {}).get(name),
+                                 predicted=(predicted or {}).get(name), semantic=semantic,
+                                 latency=(latency or {}).get(name))
         self.labels.keep(index, gt)
 
     def finish(self, *, keep_worst: int = 0, meta: Mapping[str, Any] | None = None) -> EvaluationRun:
