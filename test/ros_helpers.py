@@ -32,8 +32,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CompressedImage, Image
 
-from ood_seg_node.ros import dds
 from ood_seg_node.encodings import array_to_image_fields
+from ood_seg_node.ros import dds
 from ood_seg_node.ros.replay import param_arg
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -8,8 +8,7 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from ood_seg_node.datasets.base import Frame
-from ood_seg_node.evaluation import EvaluationError
-from ood_seg_node.evaluation import merge_partials
+from ood_seg_node.evaluation import EvaluationError, merge_partials
 from ood_seg_node.offline_evaluation import ScoreFileScorer, evaluate_frames
 
 

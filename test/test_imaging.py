@@ -15,6 +15,7 @@ from ros_helpers import compressed_msg, image_msg, rgb_in_encoding
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
+from ood_seg_node.obstacles import Obstacle
 from ood_seg_node.ros import imaging
 from ood_seg_node.ros.imaging import (
     ImageEncodingError,
@@ -24,7 +25,6 @@ from ood_seg_node.ros.imaging import (
     msg_to_rgb,
     overlay_anomalies,
 )
-from ood_seg_node.obstacles import Obstacle
 
 RGB = np.random.default_rng(0).integers(0, 256, (6, 10, 3), dtype=np.uint8)
 

@@ -11,13 +11,13 @@ from sensor_msgs.msg import CameraInfo
 from std_msgs.msg import Header
 from visualization_msgs.msg import Marker
 
+from ood_seg_node.obstacles import Obstacle
 from ood_seg_node.ros.markers import (
     BOX_NAMESPACE,
     LABEL_NAMESPACE,
     intrinsics_from_camera_info,
     obstacle_markers,
 )
-from ood_seg_node.obstacles import Obstacle
 
 INTRINSICS = (100.0, 100.0, 80.0, 60.0)  # fx, fy, cx, cy of a 160x120 image
 

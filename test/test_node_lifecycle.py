@@ -41,10 +41,10 @@ def _transition(graph: TestGraph, transition: int) -> bool:
 
 def test_a_lifecycle_manager_drives_every_transition(managed):
     node, graph = managed
-    publisher = graph.node.create_publisher(Image, "/image", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+    publisher = graph.node.create_publisher(Image, "/image", reliable)
     scores: list[Image] = []
-    graph.node.create_subscription(Image, "/ood/anomaly_score", scores.append,
-                                   QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE))
+    graph.node.create_subscription(Image, "/ood/anomaly_score", scores.append, reliable)
     assert _state(graph) == State.PRIMARY_STATE_UNCONFIGURED, node.log()
     assert "waiting for a lifecycle manager" in node.log()
 

@@ -93,8 +93,8 @@ def test_start_up_failure_exits_at_once(tmp_path):
     bad = tmp_path / "weights.pt"
     bad.write_bytes(b"\x80\x02 not a checkpoint")
     started = time.monotonic()
-    process, log = _start_node(tmp_path, isolated_env(random_domain_id()), segmenter="torchvision:lraspp_mobilenet_v3_large",
-                               segmenter_checkpoint=str(bad))
+    process, log = _start_node(tmp_path, isolated_env(random_domain_id()),
+                               segmenter="torchvision:lraspp_mobilenet_v3_large", segmenter_checkpoint=str(bad))
     try:
         assert process.wait(timeout=60) == 1, log.read_text()
     finally:

@@ -29,10 +29,10 @@ from ood_seg_node.bags import (
     write_bag,
 )
 from ood_seg_node.cli import main as cli_main
-from ood_seg_node.commands.play import message_class
 from ood_seg_node.datasets import open_dataset
 from ood_seg_node.encodings import decode_image
 from ood_seg_node.ros.imaging import stamp_ns
+from ood_seg_node.ros.player import message_class
 from ood_seg_node.ros.replay import paced
 
 RATE_HZ = 4.0  # the bag's frame rate

@@ -217,8 +217,8 @@ class Accumulator:
             scores: head -> HxW score at the ground truth's size.
             sequence: the sequence the frame belongs to (per-sequence breakdown).
             kept: head -> the score to keep for pass 2 (e.g. at the logits' resolution; default ``scores``).
-            predicted: head -> HxW class ids its segmenter predicted, with ``semantic`` (HxW trainIds)
-                for the inlier mIoU.
+            predicted: head -> HxW class ids its segmenter predicted (inlier mIoU against ``semantic``).
+            semantic: HxW trainIds of the frame, when known.
             latency: head -> milliseconds for this frame.
         """
         if index in self.labels:

@@ -25,8 +25,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
-from ood_seg_node.ros.dds import apply_default_profile
 from ood_seg_node.encodings import decode_image
+from ood_seg_node.ros.dds import apply_default_profile
 
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
