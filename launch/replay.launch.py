@@ -148,7 +148,7 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             "head", default_value="",
-            description="OOD head (msp, maxlogit, energy, entropy, obsnet, rpl, nflowjs, dicnet); "
+            description="OOD head, a registry name (the node refuses another and lists the valid ones); "
                         "empty = the one in params_file",
         ),
         DeclareLaunchArgument(
