@@ -225,15 +225,7 @@ def _header(store: Any, stamp_ns: int, frame_id: str) -> Any:
 
 def _image_message(store: Any, array: np.ndarray, encoding: str, header: Any) -> Any:
     fields = array_to_image_fields(array, encoding)
-    return store.types[IMAGE_TYPE](
-        header=header,
-        height=fields.height,
-        width=fields.width,
-        encoding=fields.encoding,
-        is_bigendian=fields.is_bigendian,
-        step=fields.step,
-        data=np.frombuffer(fields.data, dtype=np.uint8),
-    )
+    return store.types[IMAGE_TYPE](header=header, data=np.frombuffer(fields.data, dtype=np.uint8), **fields.layout())
 
 
 def _camera_info_message(store: Any, camera: CameraIntrinsics, height: int, width: int, header: Any) -> Any:

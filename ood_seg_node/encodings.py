@@ -65,6 +65,11 @@ class ImageFields:
     is_bigendian: int
     data: bytes
 
+    def layout(self) -> dict[str, int | str]:
+        """Every field but ``data``, as keyword arguments of an Image message in any ROS binding."""
+        return {"height": self.height, "width": self.width, "encoding": self.encoding,
+                "is_bigendian": self.is_bigendian, "step": self.step}
+
 
 def _layout(encoding: str) -> _Layout:
     try:

@@ -149,15 +149,8 @@ def array_to_image_msg(array: np.ndarray, encoding: str, header: Header) -> Imag
         ImageEncodingError: the array's shape or dtype does not fit ``encoding``.
     """
     fields = array_to_image_fields(array, encoding)
-    msg = Image(
-        header=header,
-        height=fields.height,
-        width=fields.width,
-        encoding=fields.encoding,
-        is_bigendian=fields.is_bigendian,
-        step=fields.step,
-    )
-    msg.data = fields.data
+    msg = Image(header=header, **fields.layout())
+    msg.data = fields.data  # assigned, not passed: bytes go in without a per-element check
     return msg
 
 
