@@ -3,15 +3,15 @@
 
 Scores and the argmax are computed at the logits' native resolution and only the published maps are
 upsampled (scoring 19-class logits upsampled to 1024x2048 costs 100-500 ms on CPU, at native resolution
-1-6 ms). On CPU the segmenter runs channels-last and, once per input size, traced and frozen; the traced
-module is checked against eager execution and dropped if it disagrees, so outputs stay equal.
+1-6 ms). On CPU the segmenter runs through :class:`~ood_seg_node.fastpath.FastPath` (channels-last, traced
+and frozen once per input size, checked against eager execution and dropped if it disagrees), as do the
+heads with a network of their own.
 """
 
 from __future__ import annotations
 
 import math
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ood_seg_node.fastpath import FastPath
 from ood_seg_node.heads import Head, build_head
 from ood_seg_node.obstacles import Obstacle, find_obstacles
 from ood_seg_node.segmenters import Segmenter, SegmenterOutput, build_segmenter, name_outputs
@@ -77,7 +78,7 @@ class Pipeline:
         threshold: mask threshold; NaN = the primary head's calibrated default.
         min_obstacle_area: smallest component (pixels, at output size) reported as an obstacle.
         inference_size: (H, W) the segmenter sees; None = the segmenter's default (native if it has none).
-        optimize: channels-last + trace/freeze on CPU (outputs checked equal to eager).
+        optimize: on CPU, channels-last input and the segmenter's :class:`~ood_seg_node.fastpath.FastPath`.
     """
 
     def __init__(
@@ -109,7 +110,7 @@ class Pipeline:
         self._memory_format = torch.channels_last if self.optimize else torch.contiguous_format
         if self.optimize:
             self.segmenter.to(memory_format=torch.channels_last)
-        self._traced: dict[tuple[int, int], torch.jit.ScriptModule | None] = {}
+        self.fast_path = FastPath(self.segmenter, enabled=self.optimize)
 
     @classmethod
     def from_names(
@@ -136,30 +137,7 @@ class Pipeline:
         return self.threshold if not math.isnan(self.threshold) else self.head.default_threshold
 
     def _forward(self, batch: torch.Tensor) -> SegmenterOutput:
-        if not self.optimize:
-            return self.segmenter.run(batch)
-        key = tuple(batch.shape[-2:])
-        if key not in self._traced:
-            self._traced[key] = self._trace(batch)
-        traced = self._traced[key]
-        if traced is None:
-            return self.segmenter.run(batch)
-        return name_outputs(traced(batch), tuple(self.segmenter.tap_channels))
-
-    def _trace(self, batch: torch.Tensor) -> torch.jit.ScriptModule | None:
-        """Trace + freeze for this input size; keep it only if it reproduces eager outputs."""
-        try:
-            with warnings.catch_warnings():  # TorchScript is deprecated upstream but still the fastest CPU path
-                warnings.simplefilter("ignore", FutureWarning)
-                traced = torch.jit.freeze(torch.jit.trace(self.segmenter, batch, check_trace=False))
-            eager, fast = self.segmenter(batch), traced(batch)
-            eager = eager if isinstance(eager, tuple) else (eager,)
-            fast = fast if isinstance(fast, tuple) else (fast,)
-            if all(torch.allclose(a, b, rtol=1e-4, atol=1e-4) for a, b in zip(eager, fast)):
-                return traced
-        except (RuntimeError, torch.jit.Error):
-            pass
-        return None
+        return name_outputs(self.fast_path(batch), tuple(self.segmenter.tap_channels))
 
     def to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
         """HxWx3 uint8 RGB -> (1, 3, h, w) float in [0, 1] at the inference size, on the device."""

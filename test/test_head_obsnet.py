@@ -12,7 +12,7 @@ import torch
 from ood_seg_node.checkpoints import CheckpointError, save_checkpoint
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.heads import build_head
-from ood_seg_node.heads.obsnet import ObsNet, initialise_from_segmenter
+from ood_seg_node.heads.obsnet import ObsNet
 from ood_seg_node.segmenters import build_segmenter
 from ood_seg_node.segmenters.builtin import BuiltinSegmenter
 from ood_seg_node.training.attacks import (
@@ -30,6 +30,7 @@ from ood_seg_node.training.obsnet import (
     add_arguments,
     error_targets,
     freeze,
+    initialise_from_segmenter,
     make_head,
     options_from_args,
     train_observer,
@@ -136,7 +137,7 @@ def test_observer_output_shape_and_range(segmenter, size):
         scores = head.score(images, out)
     assert scores.shape == (2, *out.logits.shape[-2:])
     assert torch.isfinite(scores).all() and scores.min() >= 0 and scores.max() <= 1
-    assert head.architecture()["size"] == size
+    assert head.config["size"] == size
 
 
 def test_frozen_fast_path_matches_eager_scores(segmenter):
@@ -149,12 +150,12 @@ def test_frozen_fast_path_matches_eager_scores(segmenter):
     with torch.inference_mode():
         out = segmenter.run(images)
         fast = head.score(images, out)
-        assert any(module is not None for module in head._frozen.values())
-        head.optimise = False
+        assert head.fast_path.frozen_shapes()  # the frozen copy really ran
+        head.fast_path.enabled = False
         eager = head.score(images, out)
     torch.testing.assert_close(fast, eager, rtol=1e-3, atol=1e-4)  # folded batch norm: other float order
     head.train()
-    assert not head._frozen  # weights may change: the frozen copy is dropped
+    assert not head.fast_path.frozen_shapes()  # weights may change: the frozen copy is dropped
     head(images, segmenter.run(images).features).mean().backward()  # live weights still trainable
 
 

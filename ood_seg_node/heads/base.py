@@ -2,8 +2,9 @@
 """The head contract: (image, segmenter output) -> per-pixel anomaly score, higher = more anomalous.
 
 A head scores at the logits' native resolution (cheap) and the pipeline upsamples only what it publishes.
-Training-free heads need nothing else; trained heads override :meth:`Head.build` to load their checkpoint
-(the shipped one by default) and check that it was trained on this exact segmenter.
+Training-free heads subclass :class:`Head`; trained heads subclass :class:`TrainedHead`, whose one
+``build`` loads the checkpoint (the shipped one by default), checks that it was trained on this exact
+segmenter, rebuilds the head from the checkpoint's ``config`` and loads its weights strictly.
 """
 
 from __future__ import annotations
@@ -11,17 +12,25 @@ from __future__ import annotations
 import math
 import re
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from ood_seg_node.checkpoints import Checkpoint, CheckpointError, load_checkpoint, shipped_weights_dir
+from ood_seg_node.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    first_sentence,
+    load_checkpoint,
+    load_strict,
+    shipped_weights_dir,
+)
+from ood_seg_node.registry import Registry
 from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
 
 
 class HeadError(RuntimeError):
-    """A head cannot be built for this segmenter (missing taps, bad checkpoint)."""
+    """A head cannot be built for this segmenter (missing taps, a checkpoint for a training-free head)."""
 
 
 class Head(nn.Module):
@@ -30,16 +39,18 @@ class Head(nn.Module):
     Attributes:
         name: registry name.
         required_taps: feature taps the head reads; building it on a segmenter without them fails.
+        fallback_threshold: ``default_threshold`` when nothing calibrated one.
         default_threshold: mask threshold used when the node's ``threshold`` parameter is left unset
             (NaN); calibrated heads store theirs in the checkpoint.
     """
 
     name: ClassVar[str] = ""
     required_taps: ClassVar[tuple[str, ...]] = ()
+    fallback_threshold: ClassVar[float] = math.nan
 
     def __init__(self) -> None:
         super().__init__()
-        self.default_threshold = math.nan
+        self.default_threshold = self.fallback_threshold
 
     @classmethod
     def build(cls, segmenter: Segmenter, checkpoint: str = "") -> Head:
@@ -57,7 +68,39 @@ class Head(nn.Module):
         return None
 
 
+class TrainedHead(Head):
+    """A head with weights: one checkpoint template (checkpoint -> ``config`` -> module -> weights).
+
+    A subclass defines :meth:`from_config`, the untrained head for the architecture its trainer saved in
+    the checkpoint's ``config`` (heads that are trained as a module also expose that dict as ``config``).
+    Every checkpoint problem is one :class:`~ood_seg_node.checkpoints.CheckpointError` line.
+    """
+
+    @classmethod
+    def from_config(cls, segmenter: Segmenter, config: dict[str, Any]) -> TrainedHead:
+        """An untrained head of the architecture ``config`` for ``segmenter``."""
+        raise NotImplementedError
+
+    @classmethod
+    def build(cls, segmenter: Segmenter, checkpoint: str = "") -> TrainedHead:
+        """Load the shipped (or given) checkpoint trained on exactly ``segmenter``."""
+        loaded = load_head_checkpoint(cls.name, segmenter, checkpoint)
+        try:
+            head = cls.from_config(segmenter, loaded.config)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"{loaded.path} has no usable {cls.name} config ({first_sentence(error)}): "
+                                  f"{loaded.config}") from None
+        load_strict(head, loaded.state_dict, f"{loaded.path} does not fit the {cls.name} head")
+        head.default_threshold = float(loaded.meta.get("default_threshold", cls.fallback_threshold))
+        return head
+
+
+# head name -> head class; each head module registers its class with ``@HEADS.register(name)``
+HEADS: Registry[type[Head]] = Registry("head")
+
+
 def check_taps(head_name: str, segmenter: Segmenter, taps: tuple[str, ...]) -> None:
+    """Refuse, in one line, a segmenter that lacks feature taps the head reads."""
     missing = [tap for tap in taps if tap not in segmenter.tap_channels]
     if missing:
         raise HeadError(

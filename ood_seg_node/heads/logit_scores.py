@@ -13,8 +13,7 @@ import math
 
 import torch
 
-from ood_seg_node.heads import HEADS
-from ood_seg_node.heads.base import Head
+from ood_seg_node.heads.base import HEADS, Head
 from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
 
 
@@ -25,11 +24,10 @@ class LogitScore(Head):
     one (see ``training.segmenter.calibrate_logit_heads``), else ``fallback_threshold``.
     """
 
-    fallback_threshold = math.nan
-
     def __init__(self, threshold: float | None = None) -> None:
         super().__init__()
-        self.default_threshold = self.fallback_threshold if threshold is None else threshold
+        if threshold is not None:
+            self.default_threshold = threshold
 
     @classmethod
     def build(cls, segmenter: Segmenter, checkpoint: str = "") -> Head:

@@ -8,16 +8,17 @@ The method fine-tunes the segmenter itself (see :mod:`ood_seg_node.training.nflo
 inlier pixels, and on pixels of pasted normalizing-flow samples the Jensen-Shannon divergence between the
 softmax and the uniform distribution. At inference the same criterion is the score, so the head adds no
 network, only one pass over the logits. Its checkpoint therefore carries the fine-tuned segmenter's full
-state dict, and :meth:`NFlowJS.segmenter_override` hands that segmenter to the pipeline, which runs it in
-place of the configured one. The checkpoint records the *base* segmenter it was fine-tuned from and is
-refused for any other base.
+state dict (the head's ``segmenter`` submodule: a copy of the base segmenter with those weights), and
+:meth:`NFlowJS.segmenter_override` hands that segmenter to the pipeline, which runs it in place of the
+configured one. The checkpoint records the *base* segmenter it was fine-tuned from and is refused for
+any other base.
 
 Score: ``1 - JSD(softmax(l) || U) / JSD_max(C)`` where ``JSD_max(C)`` is the divergence between a one-hot
 distribution and the uniform one over C classes (the largest possible). It lies in [0, 1]: 0 for a
 one-hot prediction, 1 for a uniform one; higher = more anomalous, a monotone map of the paper's -JSD.
 
 Deviations from the paper (all for a CPU budget and this package's synthetic world):
-- the flow is a small RealNVP (:class:`ood_seg_node.flows.PatchFlow`, ~0.2 M parameters) instead of
+- the flow is a small RealNVP (:class:`ood_seg_node.training.flows.PatchFlow`, ~0.2 M parameters) instead of
   DenseFlow-25-6, pre-trained for minutes on 32 px inlier crops of synthetic frames, not on Cityscapes;
 - samples are 16-64 px squares on 256x512 frames (the paper's 16-216 px on full-resolution crops, at scale);
 - the segmenter is the builtin DeepLabV3+-lite (or a torchvision model), fine-tuned for a few epochs with
@@ -27,16 +28,16 @@ Deviations from the paper (all for a CPU budget and this package's synthetic wor
 
 from __future__ import annotations
 
+import copy
 import math
+from typing import Any
 
 import torch
 
-from ood_seg_node.checkpoints import CheckpointError, state_digest
-from ood_seg_node.heads import HEADS
-from ood_seg_node.heads.base import Head, load_head_checkpoint
+from ood_seg_node.heads.base import HEADS, TrainedHead
 from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
 
-STATE_PREFIX = "segmenter."
+STATE_PREFIX = "segmenter."  # checkpoint keys: the head's ``segmenter`` submodule
 
 
 def js_max(num_classes: int) -> float:
@@ -63,70 +64,43 @@ def js_to_uniform(logits: torch.Tensor) -> torch.Tensor:
     return 0.5 * (kl_pm + kl_um)
 
 
-def rebuild_segmenter(spec: str, state_dict: dict[str, torch.Tensor], input_size: list[int] | None,
-                      source: str) -> Segmenter:
-    """Build a fresh ``builtin`` / ``torchvision:<arch>`` segmenter holding a fine-tuned state dict."""
-    family, _, arch = spec.partition(":")
-    if family == "builtin":
-        from ood_seg_node.segmenters.builtin import BuiltinSegmenter
-
-        segmenter: Segmenter = BuiltinSegmenter()
-    elif family == "torchvision":
-        from ood_seg_node.segmenters.torchvision_models import TorchvisionSegmenter
-
-        segmenter = TorchvisionSegmenter(arch)
-    else:
-        raise CheckpointError(f"{source}: NFlowJS cannot rebuild a {spec!r} segmenter "
-                              "(valid: builtin, torchvision:<arch>)")
-    try:
-        segmenter.load_state_dict(state_dict)
-    except RuntimeError as error:
-        first_line = str(error).splitlines()[0]
-        raise CheckpointError(f"{source} does not fit segmenter {spec}: {first_line}") from None
-    if input_size:
-        segmenter.default_input_size = (int(input_size[0]), int(input_size[1]))
-    segmenter.identity = f"{segmenter.spec}@{state_digest(segmenter.state_dict())}"
-    return segmenter.eval()
-
-
 @HEADS.register("nflowjs")
-class NFlowJS(Head):
+class NFlowJS(TrainedHead):
     """NFlowJS score (Grcić et al., arXiv 2112.12833) on the segmenter fine-tuned with flow negatives.
 
-    Attributes:
-        finetuned: the fine-tuned segmenter from the checkpoint (None for a bare scoring head).
+    Args:
+        segmenter: the fine-tuned segmenter (its weights are the checkpoint's state dict).
         base_identity: identity of the segmenter it was fine-tuned from.
-        description: one line for the node's start-up log saying that the head carries its own segmenter.
     """
 
     name = "nflowjs"
-    required_taps = ()
 
-    def __init__(self, finetuned: Segmenter | None = None, base_identity: str = "") -> None:
+    def __init__(self, segmenter: Segmenter, base_identity: str) -> None:
         super().__init__()
-        self.finetuned = finetuned
+        self.segmenter = segmenter
         self.base_identity = base_identity
-        self.description = (
-            f"head nflowjs carries its own fine-tuned segmenter {finetuned.identity} "
-            f"(fine-tuned from {base_identity}); it replaces the configured segmenter"
-            if finetuned is not None else "head nflowjs (JS-to-uniform score on the configured segmenter)"
-        )
+
+    @classmethod
+    def from_config(cls, segmenter: Segmenter, config: dict[str, Any]) -> NFlowJS:
+        """A copy of the base ``segmenter`` to load the fine-tuned weights into, at the training input size."""
+        finetuned = copy.deepcopy(segmenter)
+        finetuned.calibration = {}  # the base's thresholds do not hold for the fine-tuned weights
+        if config.get("input_size"):
+            finetuned.default_input_size = (int(config["input_size"][0]), int(config["input_size"][1]))
+        return cls(finetuned, segmenter.identity)
 
     @classmethod
     def build(cls, segmenter: Segmenter, checkpoint: str = "") -> NFlowJS:
-        """Load the checkpoint (shipped default when empty) fine-tuned from ``segmenter``; refuse others."""
-        loaded = load_head_checkpoint(cls.name, segmenter, checkpoint)
-        config = loaded.config
-        state = {k[len(STATE_PREFIX):]: v for k, v in loaded.state_dict.items() if k.startswith(STATE_PREFIX)}
-        if not state:
-            raise CheckpointError(f"{loaded.path} holds no fine-tuned segmenter weights")
-        spec = str(config.get("segmenter_spec", segmenter.spec))
-        if spec != segmenter.spec:
-            raise CheckpointError(f"{loaded.path} fine-tunes segmenter {spec}, not {segmenter.spec}")
-        finetuned = rebuild_segmenter(spec, state, config.get("input_size") or None, loaded.path)
-        head = cls(finetuned, segmenter.identity)
-        head.default_threshold = float(loaded.meta.get("default_threshold", math.nan))
+        """The checkpoint's fine-tuned segmenter, named after its own weights."""
+        head = super().build(segmenter, checkpoint)
+        head.segmenter.refresh_identity()
         return head
+
+    @property
+    def description(self) -> str:
+        """One line for the node's start-up log: the head carries its own segmenter."""
+        return (f"head nflowjs carries its own fine-tuned segmenter {self.segmenter.identity} "
+                f"(fine-tuned from {self.base_identity}); it replaces the configured segmenter")
 
     @staticmethod
     def score_logits(logits: torch.Tensor) -> torch.Tensor:
@@ -139,4 +113,4 @@ class NFlowJS(Head):
 
     def segmenter_override(self) -> Segmenter | None:
         """The fine-tuned segmenter the pipeline must run instead of the configured one."""
-        return self.finetuned
+        return self.segmenter

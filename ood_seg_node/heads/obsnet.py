@@ -30,30 +30,30 @@ Deviations from the paper, and why:
 
 from __future__ import annotations
 
-import copy
-import warnings
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ood_seg_node.checkpoints import CheckpointError
-from ood_seg_node.heads import HEADS
-from ood_seg_node.heads.base import Head, HeadError, load_head_checkpoint
-from ood_seg_node.segmenters.base import IMAGENET_MEAN, IMAGENET_STD, Segmenter, SegmenterOutput
-from ood_seg_node.segmenters.builtin import WIDTHS, LightASPP, ResidualBlock, conv_bn_relu, pointwise
+from ood_seg_node.fastpath import FastPath
+from ood_seg_node.heads.base import HEADS, TrainedHead
+from ood_seg_node.layers import (
+    LITE_WIDTHS,
+    Normalise,
+    conv_bn_relu,
+    lite_deeplab,
+    lite_deeplab_forward,
+    pointwise,
+    resize,
+)
+from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
 
 TAPS = ("stage1", "stage2", "stage3", "neck")
-SKIP_WIDTH = 24  # the builtin decoder's low-level skip width
-SIZES: dict[str, dict[str, int]] = {
-    "full": {**WIDTHS, "skip": SKIP_WIDTH},
-    "light": {**{k: v // 2 for k, v in WIDTHS.items()}, "skip": SKIP_WIDTH // 2},
-}
+SIZES: dict[str, dict[str, int]] = {"full": dict(LITE_WIDTHS), "light": {k: v // 2 for k, v in LITE_WIDTHS.items()}}
 
 
 class Observer(nn.Module):
-    """Encoder/decoder with the builtin segmenter's layout; segmenter taps are added after each stage.
+    """The builtin segmenter's encoder/decoder (:func:`~ood_seg_node.layers.lite_deeplab`) plus tap inputs.
 
     Module names (``stem``, ``stage1``...``decoder``) match :class:`BuiltinSegmenter`, so that a ``full``
     observer can start from the segmenter's own weights.
@@ -62,51 +62,32 @@ class Observer(nn.Module):
     def __init__(self, widths: dict[str, int], tap_channels: dict[str, int]) -> None:
         super().__init__()
         w = widths
-        self.stem = nn.Sequential(conv_bn_relu(3, w["stem"], stride=2), conv_bn_relu(w["stem"], w["stem"]))
-        self.stage1 = nn.Sequential(ResidualBlock(w["stem"], w["stage1"], 2),
-                                    ResidualBlock(w["stage1"], w["stage1"], 1))
-        self.stage2 = nn.Sequential(ResidualBlock(w["stage1"], w["stage2"], 2),
-                                    ResidualBlock(w["stage2"], w["stage2"], 1))
-        self.stage3 = nn.Sequential(ResidualBlock(w["stage2"], w["stage3"], 2),
-                                    ResidualBlock(w["stage3"], w["stage3"], 1))
-        self.aspp = LightASPP(w["stage3"], w["aspp"])
-        self.skip = pointwise(w["stage1"], w["skip"])
-        fused = w["aspp"] + w["skip"]
-        self.decoder = nn.Sequential(
-            conv_bn_relu(fused, fused, groups=fused),
-            pointwise(fused, w["neck"]),
-            conv_bn_relu(w["neck"], w["neck"], groups=w["neck"]),
-            pointwise(w["neck"], w["neck"]),
-        )
+        self.normalise = Normalise()
+        for name, layer in lite_deeplab(w).items():
+            self.add_module(name, layer)
         self.refine = nn.Sequential(conv_bn_relu(w["neck"], w["neck"], groups=w["neck"]),
                                     pointwise(w["neck"], w["neck"]))
         self.classifier = nn.Conv2d(w["neck"], 1, 1)
         # 1x1 projections of the segmenter taps to the observer's widths; batch norm evens out the very
         # different activation scales of the builtin and torchvision backbones
         self.taps = nn.ModuleDict({
-            name: nn.Sequential(nn.Conv2d(tap_channels[name], w[name], 1, bias=False),
-                                nn.BatchNorm2d(w[name]))
+            name: nn.Sequential(nn.Conv2d(tap_channels[name], w[name], 1, bias=False), nn.BatchNorm2d(w[name]))
             for name in TAPS
         })
 
-    def _add_tap(self, name: str, x: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        tap = self.taps[name](features[name])
-        if tap.shape[-2:] != x.shape[-2:]:
-            tap = F.interpolate(tap, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        return x + tap
+    def forward(self, rgb01: torch.Tensor, *taps: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) image in [0, 1] and the segmenter's taps in :data:`TAPS` order -> error logits."""
+        features = dict(zip(TAPS, taps, strict=True))
 
-    def forward(self, x: torch.Tensor, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Normalised image (B, 3, H, W) and segmenter taps -> error logits (B, 1, H/4, W/4)."""
-        s1 = self._add_tap("stage1", self.stage1(self.stem(x)), features)
-        s2 = self._add_tap("stage2", self.stage2(s1), features)
-        s3 = self._add_tap("stage3", self.stage3(s2), features)
-        context = F.interpolate(self.aspp(s3), size=s1.shape[-2:], mode="bilinear", align_corners=False)
-        neck = self.decoder(torch.cat([context, self.skip(s1)], dim=1))
-        return self.classifier(self.refine(self._add_tap("neck", neck, features)))
+        def add_tap(name: str, x: torch.Tensor) -> torch.Tensor:
+            return x + resize(self.taps[name](features[name]), x.shape[-2:])
+
+        neck = lite_deeplab_forward(self, self.normalise(rgb01), add_tap)[-1]
+        return self.classifier(self.refine(neck))
 
 
 @HEADS.register("obsnet")
-class ObsNet(Head):
+class ObsNet(TrainedHead):
     """ObsNet head: score = sigmoid(observer(image, segmenter taps)) at the logits' resolution.
 
     Args:
@@ -116,135 +97,31 @@ class ObsNet(Head):
 
     name = "obsnet"
     required_taps = TAPS
+    fallback_threshold = 0.5
 
     def __init__(self, tap_channels: dict[str, int], size: str = "full") -> None:
         super().__init__()
         if size not in SIZES:
-            raise HeadError(f"unknown obsnet size {size!r}; valid: {', '.join(SIZES)}")
-        missing = [tap for tap in TAPS if tap not in tap_channels]
-        if missing:
-            raise HeadError(f"obsnet needs the taps {', '.join(missing)}")
+            raise ValueError(f"unknown obsnet size {size!r}; valid: {', '.join(SIZES)}")
         self.size = size
         self.tap_channels = {tap: int(tap_channels[tap]) for tap in TAPS}
         self.observer = Observer(SIZES[size], self.tap_channels)
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        # On CPU in eval mode, score() runs a channels-last traced-and-frozen copy (BN folded into the
-        # convolutions): ~1.6x faster than eager for the full observer. Kept per input shape, only when it
-        # reproduces eager outputs, and dropped whenever the weights may change (train(), load_state_dict).
-        self.optimise = True
-        self._frozen: dict[tuple, torch.jit.ScriptModule | None] = {}
+        self.fast_path = FastPath(self.observer)
 
-    def architecture(self) -> dict[str, Any]:
-        """What a checkpoint must record to rebuild this observer."""
+    @property
+    def config(self) -> dict[str, Any]:
         return {"size": self.size, "widths": dict(SIZES[self.size]), "tap_channels": dict(self.tap_channels)}
 
     @classmethod
-    def from_architecture(cls, config: dict[str, Any]) -> ObsNet:
-        size = config.get("size")
-        taps = config.get("tap_channels")
-        if size not in SIZES or not isinstance(taps, dict):
-            raise CheckpointError(f"obsnet checkpoint config lacks a valid size/tap_channels: {config}")
-        return cls(taps, size)
-
-    @classmethod
-    def build(cls, segmenter: Segmenter, checkpoint: str = "") -> ObsNet:
-        """Load the shipped (or given) observer trained on exactly this segmenter."""
-        loaded = load_head_checkpoint(cls.name, segmenter, checkpoint)
-        head = cls.from_architecture(loaded.config)
-        if head.tap_channels != {tap: segmenter.tap_channels.get(tap) for tap in TAPS}:
-            raise CheckpointError(f"{loaded.path} observes taps {head.tap_channels}, but segmenter "
-                                  f"{segmenter.spec} has {segmenter.tap_channels}")
-        try:
-            head.load_state_dict(loaded.state_dict)
-        except RuntimeError as error:
-            raise CheckpointError(f"{loaded.path} does not fit the obsnet head: "
-                                  f"{str(error).splitlines()[0]}") from None
-        head.default_threshold = float(loaded.meta.get("default_threshold", 0.5))
-        return head
-
-    def train(self, mode: bool = True) -> ObsNet:
-        self._frozen.clear()
-        return super().train(mode)
-
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):  # noqa: D102
-        self._frozen.clear()
-        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+    def from_config(cls, segmenter: Segmenter, config: dict[str, Any]) -> ObsNet:
+        return cls(segmenter.tap_channels, config["size"])
 
     def forward(self, image: torch.Tensor, features: dict[str, torch.Tensor],
                 size: tuple[int, int] | None = None) -> torch.Tensor:
         """(B, 3, H, W) image in [0, 1] and taps -> error logits (B, 1, h, w), resized to ``size``."""
-        logits = self.observer((image - self.mean) / self.std, features)
-        if size is not None and tuple(logits.shape[-2:]) != tuple(size):
-            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return logits
+        logits = self.fast_path(image.float(), *(features[tap].float() for tap in TAPS))
+        return logits if size is None else resize(logits, size)
 
     def score(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:
         """Probability that the segmenter is wrong, (B, h, w) at the segmenter's logit resolution."""
-        image = image.float()
-        features = {tap: out.features[tap].float() for tap in TAPS}
-        size = tuple(out.logits.shape[-2:])
-        frozen = self._frozen_observer(image, features) if self._can_freeze(image) else None
-        if frozen is None:
-            logits = self(image, features, size)
-        else:
-            logits = frozen(*self._frozen_inputs(image, features))
-            if tuple(logits.shape[-2:]) != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-        return torch.sigmoid(logits)[:, 0]
-
-    def _can_freeze(self, image: torch.Tensor) -> bool:
-        cpu = image.device.type == "cpu"
-        return self.optimise and cpu and not self.training and not torch.is_grad_enabled()
-
-    def _frozen_inputs(self, image: torch.Tensor,
-                       features: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        tensors = (image, *(features[tap] for tap in TAPS))
-        return tuple(t.contiguous(memory_format=torch.channels_last) for t in tensors)
-
-    def _frozen_observer(self, image: torch.Tensor,
-                         features: dict[str, torch.Tensor]) -> torch.jit.ScriptModule | None:
-        inputs = self._frozen_inputs(image, features)
-        key = tuple(tuple(t.shape) for t in inputs)
-        if key not in self._frozen:
-            self._frozen[key] = None
-            try:
-                module = _NormalisedObserver(self).to(memory_format=torch.channels_last).eval()
-                with warnings.catch_warnings():  # TorchScript: deprecated upstream, still fastest on CPU
-                    warnings.simplefilter("ignore")
-                    frozen = torch.jit.freeze(torch.jit.trace(module, inputs, check_trace=False))
-                if torch.allclose(frozen(*inputs), module(*inputs), rtol=1e-4, atol=1e-4):
-                    self._frozen[key] = frozen
-            except (RuntimeError, torch.jit.Error):
-                pass
-        return self._frozen[key]
-
-
-class _NormalisedObserver(nn.Module):
-    """Tensor-only wrapper (image, stage1, stage2, stage3, neck) -> logits, for tracing."""
-
-    def __init__(self, head: ObsNet) -> None:
-        super().__init__()
-        # a copy: converting the live weights to channels-last under inference mode would turn them into
-        # inference tensors that autograd refuses if training continues
-        self.observer = copy.deepcopy(head.observer)
-        self.register_buffer("mean", head.mean.clone(), persistent=False)
-        self.register_buffer("std", head.std.clone(), persistent=False)
-
-    def forward(self, image: torch.Tensor, *taps: torch.Tensor) -> torch.Tensor:
-        return self.observer((image - self.mean) / self.std, dict(zip(TAPS, taps)))
-
-
-def initialise_from_segmenter(head: ObsNet, segmenter: Segmenter) -> int:
-    """Copy every segmenter weight whose name and shape match an observer weight.
-
-    The official code starts the observer from the segmenter's weights the same way. Returns how many
-    tensors were copied (0 = none fit, e.g. a light observer).
-    """
-    source = segmenter.state_dict()
-    target = head.observer.state_dict()
-    copied = {k: v.clone() for k, v in source.items()
-              if k in target and v.ndim > 0 and target[k].shape == v.shape and not k.startswith("classifier")}
-    target.update(copied)
-    head.observer.load_state_dict(target)
-    return len(copied)
+        return torch.sigmoid(self(image, out.features, tuple(out.logits.shape[-2:])))[:, 0]

@@ -22,22 +22,24 @@ Deviations from the paper:
 - The residual's last 1x1 convolution is zero-initialised, so training starts exactly from the
   segmenter's own energy score; the paper initialises it randomly.
 - The last 1x1 convolution is applied before the bilinear upsampling to ``neck``'s resolution instead of
-  after it: both are linear and commute, so the result is the same at a fraction of the cost.
+  after it: both are linear and commute, so the result is the same at a fraction of the cost. When the
+  classifier is itself a per-pixel affine map (:meth:`Segmenter.classifier_is_pointwise_affine`), the
+  residual is classified at ``stage3``'s resolution and the 19-channel difference is upsampled instead.
 - The score is blurred at the logits' native resolution (the pipeline upsamples it afterwards); the paper
   blurs at full image resolution.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_seg_node.heads import HEADS
-from ood_seg_node.heads.base import Head, HeadError, load_head_checkpoint
+from ood_seg_node.fastpath import FastPath
+from ood_seg_node.heads.base import HEADS, TrainedHead
+from ood_seg_node.layers import resize
 from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
 
 DEFAULT_WIDTH = 64
@@ -61,34 +63,6 @@ def gaussian_blur(score: torch.Tensor, kernel_size: int = 7, sigma: float = 1.0)
     return x[:, 0]
 
 
-def classifier_is_pointwise_affine(segmenter: Segmenter) -> bool:
-    """Whether ``segmenter.classify`` maps each pixel alone and affinely (a 1x1 conv, as everywhere here).
-
-    Checked numerically on random features: additivity up to the bias, and a one-pixel change that stays at
-    that pixel. A segmenter without ``classify`` or with a wider classifier returns False.
-    """
-    channels = segmenter.tap_channels.get("neck")
-    if not channels:
-        return False
-    parameter = next(segmenter.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
-    generator = torch.Generator().manual_seed(0)
-    a = torch.randn(1, channels, 5, 5, generator=generator).to(device)
-    b = torch.randn(1, channels, 5, 5, generator=generator).to(device)
-    try:
-        with torch.no_grad():
-            classify = segmenter.classify
-            zero = classify(torch.zeros_like(a))
-            additive = torch.allclose(classify(a + b) - classify(b), classify(a) - zero, rtol=1e-3, atol=1e-3)
-            moved = a.clone()
-            moved[..., 2, 2] += 1.0
-            change = (classify(moved) - classify(a)).abs().sum(dim=1)[0]
-    except Exception:  # no classifier, or one that cannot take these shapes: use the general path
-        return False
-    change[2, 2] = 0.0
-    return bool(additive) and tuple(change.shape) == (5, 5) and float(change.max()) < 1e-5
-
-
 class ResidualPatternModule(nn.Module):
     """ASPP on ``stage3`` -> bottleneck features -> 1x1 conv to a residual with ``neck``'s channel count.
 
@@ -105,7 +79,7 @@ class ResidualPatternModule(nn.Module):
     ) -> None:
         super().__init__()
         if not dilations:
-            raise HeadError("rpl needs at least one ASPP dilation")
+            raise ValueError("rpl needs at least one ASPP dilation")
         branches = [nn.Sequential(nn.Conv2d(in_channels, width, 1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU(inplace=True))]
         for rate in dilations[1:]:
@@ -130,18 +104,15 @@ class ResidualPatternModule(nn.Module):
 
     def residual(self, features: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
         """The residual for ``neck``, at ``size`` (1x1 conv first: it commutes with bilinear upsampling)."""
-        residual = self.to_residual(features)
-        if tuple(residual.shape[-2:]) != tuple(size):
-            residual = F.interpolate(residual, size=tuple(size), mode="bilinear", align_corners=False)
-        return residual
+        return resize(self.to_residual(features), size)
 
-    def forward(self, stage3: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-        """``stage3`` (B, C, h3, w3) -> residual (B, neck channels, *size)."""
-        return self.residual(self.encode(stage3), size)
+    def forward(self, stage3: torch.Tensor) -> torch.Tensor:
+        """``stage3`` (B, C, h3, w3) -> residual (B, neck channels, h3, w3), before any upsampling."""
+        return self.to_residual(self.encode(stage3))
 
 
 @HEADS.register("rpl")
-class RPLHead(Head):
+class RPLHead(TrainedHead):
     """Residual Pattern Learning (Liu et al., ICCV 2023, arXiv 2211.14512): energy of augmented logits.
 
     The head keeps a reference to the segmenter (not registered as a submodule, so its weights are neither
@@ -161,10 +132,6 @@ class RPLHead(Head):
         dilations: Sequence[int] = DEFAULT_DILATIONS, blur_kernel: int = 7, blur_sigma: float = 1.0,
     ) -> None:
         super().__init__()
-        missing = [tap for tap in self.required_taps if tap not in segmenter.tap_channels]
-        if missing:
-            raise HeadError(f"head 'rpl' needs feature taps {', '.join(missing)} that segmenter "
-                            f"{segmenter.spec} does not expose")
         self._segmenter = (segmenter,)  # a tuple hides it from nn.Module registration
         self.width = int(width)
         self.dilations = tuple(int(d) for d in dilations)
@@ -172,7 +139,8 @@ class RPLHead(Head):
         self.blur_sigma = float(blur_sigma)
         self.module = ResidualPatternModule(segmenter.tap_channels["stage3"], segmenter.tap_channels["neck"],
                                             width=self.width, dilations=self.dilations)
-        self._pointwise_affine = classifier_is_pointwise_affine(segmenter)
+        self.fast_path = FastPath(self.module)
+        self._pointwise_affine = segmenter.classifier_is_pointwise_affine()
 
     @property
     def segmenter(self) -> Segmenter:
@@ -181,46 +149,27 @@ class RPLHead(Head):
 
     @property
     def config(self) -> dict[str, Any]:
-        """Architecture, as stored in the checkpoint's ``config``."""
         return {"width": self.width, "dilations": list(self.dilations), "blur_kernel": self.blur_kernel,
                 "blur_sigma": self.blur_sigma}
 
     @classmethod
-    def build(cls, segmenter: Segmenter, checkpoint: str = "") -> RPLHead:
-        """Load the RPL module trained on this exact segmenter (shipped weights when ``checkpoint`` is "")."""
-        loaded = load_head_checkpoint(cls.name, segmenter, checkpoint)
-        config = loaded.config
-        head = cls(segmenter, width=int(config.get("width", DEFAULT_WIDTH)),
-                   dilations=tuple(config.get("dilations", DEFAULT_DILATIONS)),
-                   blur_kernel=int(config.get("blur_kernel", 7)),
-                   blur_sigma=float(config.get("blur_sigma", 1.0)))
-        try:
-            head.load_state_dict(loaded.state_dict)
-        except RuntimeError as error:
-            first_line = str(error).splitlines()[0]
-            raise HeadError(f"{loaded.path} does not fit the rpl head: {first_line}") from None
-        head.default_threshold = float(loaded.meta.get("default_threshold", math.nan))
-        return head
+    def from_config(cls, segmenter: Segmenter, config: dict[str, Any]) -> RPLHead:
+        return cls(segmenter, **config)
 
-    def augmented_logits(self, out: SegmenterOutput, features: torch.Tensor | None = None) -> torch.Tensor:
-        """The classifier's logits on ``neck + residual`` (``features``: a precomputed ``encode`` output).
+    def augmented_logits(self, out: SegmenterOutput) -> torch.Tensor:
+        """The classifier's logits on ``neck + residual``.
 
         When the classifier is a per-pixel affine map (checked once, at construction) this is computed as
         ``logits + up(classify(r) - classify(0))`` on the residual ``r`` at ``stage3``'s resolution: equal
         (affine maps commute with bilinear upsampling), and it upsamples 19 channels instead of ``neck``'s.
         """
         neck = out.features["neck"]
-        if features is None:
-            features = self.module.encode(out.features["stage3"])
+        residual = self.fast_path(out.features["stage3"])
         if not self._pointwise_affine:
-            residual = self.module.residual(features, neck.shape[-2:])
-            return self.segmenter.classify(neck + residual.to(neck.dtype))
-        residual = self.module.to_residual(features).to(neck.dtype)
-        bias = self.segmenter.classify(torch.zeros_like(residual[..., :1, :1]))
-        delta = self.segmenter.classify(residual) - bias
-        if tuple(delta.shape[-2:]) != tuple(out.logits.shape[-2:]):
-            delta = F.interpolate(delta, size=out.logits.shape[-2:], mode="bilinear", align_corners=False)
-        return out.logits + delta
+            return self.segmenter.classify(neck + resize(residual, neck.shape[-2:]).to(neck.dtype))
+        residual = residual.to(neck.dtype)
+        delta = self.segmenter.classify(residual) - self.segmenter.classify(torch.zeros_like(residual[..., :1, :1]))
+        return out.logits + resize(delta, out.logits.shape[-2:])
 
     def score(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:
         """-logsumexp of the augmented logits, Gaussian-blurred, (B, h, w) at the logits' resolution."""

@@ -9,19 +9,24 @@ DiCNet distils ``neck``. Every segmenter therefore exposes the same taps:
 - ``neck``: the features the final 1x1 classifier reads, so ``classify(neck) == logits``.
 
 ``forward`` returns a plain tuple ``(logits, *taps)`` so the module can be traced and frozen for CPU speed;
-:meth:`Segmenter.run` names the parts.
+:meth:`Segmenter.run` names the parts. Heads ask a segmenter what they need to know about it
+(:meth:`Segmenter.classify`, :meth:`Segmenter.neck_layers`, :meth:`Segmenter.classifier_is_pointwise_affine`)
+instead of testing its class.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
 
+from ood_seg_node.checkpoints import state_digest
+from ood_seg_node.layers import Normalise
+from ood_seg_node.registry import Registry
+
 TAP_NAMES: tuple[str, ...] = ("stage1", "stage2", "stage3", "neck")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class SegmenterError(RuntimeError):
@@ -45,6 +50,7 @@ class Segmenter(nn.Module):
         tap_channels: channels of each tap, so heads can size their layers.
         default_input_size: (H, W) the pipeline resizes inputs to, or None for native resolution.
         calibration: training-free head name -> mask threshold fixed on validation data (may be empty).
+        normalise: the input normalisation the network was trained with (ImageNet statistics).
     """
 
     def __init__(self, spec: str, tap_channels: dict[str, int]) -> None:
@@ -54,15 +60,11 @@ class Segmenter(nn.Module):
         self.tap_channels = dict(tap_channels)
         self.default_input_size: tuple[int, int] | None = None
         self.calibration: dict[str, float] = {}
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.normalise = Normalise()
 
     @property
     def has_taps(self) -> bool:
         return bool(self.tap_channels)
-
-    def normalise(self, rgb01: torch.Tensor) -> torch.Tensor:
-        return (rgb01 - self.mean) / self.std
 
     def forward(self, rgb01: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, 3, H, W) RGB in [0, 1] -> (logits, stage1, stage2, stage3, neck)."""
@@ -75,8 +77,51 @@ class Segmenter(nn.Module):
         """The segmenter's own final classifier, applied to (possibly modified) ``neck`` features."""
         raise SegmenterError(f"segmenter {self.spec} does not expose its classifier")
 
+    def neck_layers(self) -> list[nn.Module]:
+        """The layers that, applied in order, end in the ``neck`` tap; empty when no single chain does.
+
+        DiCNet standardises its distillation target with the batch norm at the end of this chain.
+        """
+        return []
+
     def run(self, rgb01: torch.Tensor) -> SegmenterOutput:
         return name_outputs(self(rgb01), tuple(self.tap_channels))
+
+    def refresh_identity(self) -> None:
+        """Set ``identity`` to ``spec@<digest of the current weights>`` (after loading weights)."""
+        self.identity = f"{self.spec}@{state_digest(self.state_dict())}"
+
+    def classifier_is_pointwise_affine(self) -> bool:
+        """Whether :meth:`classify` maps each pixel alone and affinely (a 1x1 conv, as everywhere here).
+
+        Checked numerically on random features: additivity up to the bias, and a one-pixel change that
+        stays at that pixel. A segmenter without ``classify`` or with a wider classifier returns False.
+        RPL then adds its residual to the 19 logits instead of the wider ``neck``.
+        """
+        channels = self.tap_channels.get("neck")
+        if not channels:
+            return False
+        parameter = next(self.parameters(), None)
+        device = parameter.device if parameter is not None else torch.device("cpu")
+        generator = torch.Generator().manual_seed(0)
+        a = torch.randn(1, channels, 5, 5, generator=generator).to(device)
+        b = torch.randn(1, channels, 5, 5, generator=generator).to(device)
+        try:
+            with torch.no_grad():
+                zero = self.classify(torch.zeros_like(a))
+                additive = torch.allclose(self.classify(a + b) - self.classify(b), self.classify(a) - zero,
+                                          rtol=1e-3, atol=1e-3)
+                moved = a.clone()
+                moved[..., 2, 2] += 1.0
+                change = (self.classify(moved) - self.classify(a)).abs().sum(dim=1)[0]
+        except Exception:  # no classifier, or one that cannot take these shapes: not pointwise
+            return False
+        change[2, 2] = 0.0
+        return bool(additive) and tuple(change.shape) == (5, 5) and float(change.max()) < 1e-5
+
+
+# family name -> builder(arch, checkpoint); each segmenter module registers its family
+SEGMENTERS: Registry[Callable[[str, str], Segmenter]] = Registry("segmenter")
 
 
 def name_outputs(outputs: tuple[torch.Tensor, ...] | torch.Tensor, tap_names: tuple[str, ...]) -> SegmenterOutput:

@@ -15,7 +15,7 @@ import torch
 
 from ood_seg_node.checkpoints import TORCHSCRIPT, CheckpointError, check_torch_file, first_sentence
 from ood_seg_node.cityscapes import NUM_CLASSES
-from ood_seg_node.segmenters.base import Segmenter, SegmenterError
+from ood_seg_node.segmenters.base import SEGMENTERS, Segmenter, SegmenterError
 
 
 class TorchScriptSegmenter(Segmenter):
@@ -39,3 +39,11 @@ class TorchScriptSegmenter(Segmenter):
         if out.ndim != 4 or out.shape[1] != NUM_CLASSES:
             raise SegmenterError(f"TorchScript segmenter returned shape {tuple(out.shape)}, expected (B, 19, h, w)")
         return (out,)
+
+
+@SEGMENTERS.register("torchscript")
+def build_torchscript(arch: str, checkpoint: str) -> Segmenter:
+    """The user's TorchScript archive ``checkpoint`` (logits only)."""
+    if not checkpoint:
+        raise SegmenterError("segmenter torchscript needs segmenter_checkpoint (a TorchScript .pt file)")
+    return TorchScriptSegmenter(checkpoint)

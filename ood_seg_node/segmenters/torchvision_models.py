@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ood_seg_node.checkpoints import CheckpointError, read_weights
 from ood_seg_node.cityscapes import NUM_CLASSES
-from ood_seg_node.segmenters.base import Segmenter, SegmenterError
+from ood_seg_node.segmenters.base import SEGMENTERS, Segmenter, SegmenterError
 
 # backbone child names whose outputs are the stage1/2/3 taps
 _TAPS = {
@@ -98,6 +99,11 @@ class TorchvisionSegmenter(Segmenter):
     def classify(self, neck: torch.Tensor) -> torch.Tensor:
         return self._classify(self.model, self.arch, neck)
 
+    def neck_layers(self) -> list[nn.Module]:
+        if self.arch.startswith("lraspp"):  # two branches meet in the neck: no single chain ends in it
+            return []
+        return list(self.model.classifier.children())[:-1]
+
     def load_user_state(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
         """Load a torchvision-layout state dict (aux classifier weights are ignored)."""
         state = {k.removeprefix("module."): v for k, v in state_dict.items() if "aux_classifier" not in k}
@@ -106,3 +112,24 @@ class TorchvisionSegmenter(Segmenter):
         if missing or unexpected:
             detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
             raise SegmenterError(f"{source} does not match {self.spec} ({detail})")
+        self.refresh_identity()
+
+
+@SEGMENTERS.register("torchvision")
+def build_torchvision(arch: str, checkpoint: str) -> Segmenter:
+    """``torchvision:<arch>`` with the user's 19-class weights (a state dict, or one under ``state_dict``/``model``)."""
+    segmenter = TorchvisionSegmenter(arch)
+    if not checkpoint:
+        raise SegmenterError(
+            f"segmenter torchvision:{arch} needs segmenter_checkpoint (19-class Cityscapes weights); "
+            "no weights are downloaded"
+        )
+    payload = read_weights(checkpoint)
+    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
+        payload = payload["state_dict"]
+    elif isinstance(payload, dict) and isinstance(payload.get("model"), dict):
+        payload = payload["model"]
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{checkpoint} holds no state dict")
+    segmenter.load_user_state(payload, checkpoint)
+    return segmenter

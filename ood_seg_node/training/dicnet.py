@@ -12,11 +12,10 @@ DiCNet and MSP flag at their 95 %-TPR thresholds -- and the head's CPU overhead 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
+import math
 import statistics
 import time
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,12 +23,14 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from tqdm import tqdm
 
 from ood_seg_node.checkpoints import save_checkpoint
 from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY, OOD_INLIER
 from ood_seg_node.datasets.base import Frame
-from ood_seg_node.heads.dicnet import DiCNet, feature_discrepancy, new_head
+from ood_seg_node.fastpath import FastPath
+from ood_seg_node.heads.dicnet import DiCNet, DistillationStudent, FeatureStandardiser, feature_discrepancy
 from ood_seg_node.segmenters import Segmenter, build_segmenter, name_outputs
 from ood_seg_node.training import TRAIN_SEEDS, VAL_SEEDS
 from ood_seg_node.training.common import (
@@ -46,6 +47,81 @@ DEFAULT_LR = 2e-3
 DEFAULT_PASSES = 2
 WEIGHT_DECAY = 1e-4
 STANDARDISER_FRAMES = 64  # teacher maps used for measured standardisation (segmenters without a neck BN)
+SCORE_QUANTILES = (0.5, 0.99)  # calibration: centre = q50, scale = q99 - q50 of inlier discrepancy
+_MIN_BN_SCALE = 1e-2  # |gamma| floor: a near-dead channel must not dominate the mean over channels
+_MAX_QUANTILE_SAMPLES = 1 << 22  # torch.quantile refuses huge inputs; subsample beyond this
+
+
+def standardiser_from_batchnorm(bn: nn.BatchNorm2d) -> FeatureStandardiser:
+    """Undo the affine part of the BN that (through a ReLU) produced the neck."""
+    standardiser = FeatureStandardiser(bn.num_features)
+    with torch.no_grad():
+        standardiser.shift.copy_(bn.bias.detach().float())
+        standardiser.scale.copy_(bn.weight.detach().float().abs().clamp_min(_MIN_BN_SCALE))
+    return standardiser
+
+
+def standardiser_from_features(features: list[torch.Tensor]) -> FeatureStandardiser:
+    """Per-channel mean / std over every pixel of some (B, C, h, w) teacher feature maps."""
+    channels = features[0].shape[1]
+    flat = torch.cat([f.detach().float().transpose(0, 1).reshape(channels, -1) for f in features], dim=1)
+    standardiser = FeatureStandardiser(channels)
+    with torch.no_grad():
+        standardiser.shift.copy_(flat.mean(dim=1))
+        standardiser.scale.copy_(flat.std(dim=1).clamp_min(1e-4))
+    return standardiser
+
+
+def neck_batchnorm(segmenter: Segmenter) -> nn.BatchNorm2d | None:
+    """The BN layer whose output, through a ReLU, *is* the ``neck`` tap; None when there is no such layer."""
+    leaves = [m for p in segmenter.neck_layers() for m in p.modules() if not list(m.children())]
+    leaves = [m for m in leaves if not isinstance(m, (nn.Dropout, nn.Identity))]  # no-ops at inference
+    if len(leaves) < 2 or not isinstance(leaves[-1], nn.ReLU) or not isinstance(leaves[-2], nn.BatchNorm2d):
+        return None
+    bn = leaves[-2]
+    if bn.num_features != segmenter.tap_channels.get("neck") or not bn.affine:
+        return None
+    return bn
+
+
+def neck_stride(input_height: int, neck_height: int) -> int:
+    """The supported stride (4, 8 or 16) nearest to ``input_height / neck_height`` on a log scale."""
+    ratio = input_height / neck_height
+    return min((4, 8, 16), key=lambda s: abs(math.log2(s) - math.log2(ratio)))
+
+
+def new_head(segmenter: Segmenter, neck: torch.Tensor, input_height: int, *, width: float = 1.0,
+             calibration_features: list[torch.Tensor] | None = None) -> DiCNet:
+    """An untrained DiCNet head for ``segmenter``, whose neck for an input ``input_height`` high is ``neck``.
+
+    The standardiser comes from the teacher's neck BN layer when there is one; otherwise from the
+    per-channel statistics of ``calibration_features`` (teacher neck maps on training frames; ``[neck]``
+    when not given).
+    """
+    stride = neck_stride(input_height, neck.shape[-2])
+    bn = neck_batchnorm(segmenter)
+    if bn is not None:
+        standardiser, kind = standardiser_from_batchnorm(bn), "neck_bn"
+    else:
+        standardiser, kind = standardiser_from_features(calibration_features or [neck]), "measured"
+    student = DistillationStudent(neck.shape[1], stride, width)
+    return DiCNet(student, standardiser, {"student": dict(student.config), "standardisation": kind,
+                                          "score_quantiles": list(SCORE_QUANTILES)})
+
+
+@torch.no_grad()
+def calibrate(head: DiCNet, inlier_discrepancy: torch.Tensor) -> dict[str, float]:
+    """Fix the head's ``centre`` / ``scale`` from raw discrepancies of inlier validation pixels (any shape)."""
+    values = inlier_discrepancy.detach().float().flatten()
+    if values.numel() == 0:
+        raise ValueError("DiCNet calibration needs at least one inlier pixel")
+    if values.numel() > _MAX_QUANTILE_SAMPLES:
+        generator = torch.Generator().manual_seed(0)
+        values = values[torch.randperm(values.numel(), generator=generator)[:_MAX_QUANTILE_SAMPLES]]
+    low, high = torch.quantile(values.cpu(), torch.tensor(SCORE_QUANTILES)).tolist()
+    head.score_centre.fill_(low)
+    head.score_scale.fill_(max(high - low, 1e-8))
+    return {"centre": float(low), "scale": float(head.score_scale)}
 
 
 def add_arguments(group: argparse._ArgumentGroup) -> None:
@@ -229,19 +305,16 @@ def measure_overhead(segmenter: Segmenter, head: DiCNet, size: tuple[int, int] =
     image = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(0))
     fast_image = image.contiguous(memory_format=torch.channels_last)
     result: dict[str, Any] = {"runs": runs, "input_size": list(size), "threads": 1}
+    fast_segmenter = FastPath(segmenter)
     try:
         with torch.inference_mode():
-            with warnings.catch_warnings():  # TorchScript: deprecated upstream, still fastest on CPU
-                warnings.simplefilter("ignore")
-                module = copy.deepcopy(segmenter).to(memory_format=torch.channels_last)
-                traced = torch.jit.freeze(torch.jit.trace(module, fast_image, check_trace=False))
             taps = tuple(segmenter.tap_channels)
             variants = {
                 "eager": (lambda: segmenter.run(image), image, False),
-                "deployed": (lambda: name_outputs(traced(fast_image), taps), fast_image, True),
+                "deployed": (lambda: name_outputs(fast_segmenter(fast_image), taps), fast_image, True),
             }
             for name, (forward, frame, optimise) in variants.items():
-                head.optimise = optimise
+                head.fast_path.enabled = optimise
                 seg_ms, head_ms = [], []
                 for i in range(runs + 3):
                     start = time.perf_counter()
@@ -255,7 +328,7 @@ def measure_overhead(segmenter: Segmenter, head: DiCNet, size: tuple[int, int] =
                 seg, hd = statistics.median(seg_ms), statistics.median(head_ms)
                 result[name] = {"segmenter_ms": seg, "head_ms": hd, "overhead_ratio": hd / seg}
     finally:
-        head.optimise = True
+        head.fast_path.enabled = True
         torch.set_num_threads(threads)
     return result
 
@@ -320,7 +393,7 @@ def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any
             step += 1
             bar.set_postfix(loss=f"{value:.4f}")
         valid = validation_pass(segmenter, head, val_frames, config.batch_size, device)
-        calibration = head.calibrate(valid.inlier_discrepancy())
+        calibration = calibrate(head, valid.inlier_discrepancy())
         metrics = pixel_metrics(dicnet_scores(head, valid), valid.ood)
         summary = {"train_loss": running / steps_per_epoch,
                    "val_loss": float(valid.inlier_discrepancy().mean()),
@@ -370,38 +443,3 @@ def _analyse(segmenter: Segmenter, checkpoint: Path, frames: Sequence[Frame], ba
         segmenter.to(device)
     return analysis
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m ood_seg_node.training.dicnet``: the DiCNet-vs-MSP analysis on one synthetic sequence."""
-    from ood_seg_node.datasets.synthetic import SyntheticSequence
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--seed", type=int, default=2000, help="synthetic world seed (held out: >= 2000)")
-    parser.add_argument("--frames", type=int, default=100, help="sequence length, every frame used")
-    parser.add_argument("--height", type=int, default=256)
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--segmenter", default="builtin")
-    parser.add_argument("--segmenter-checkpoint", default="")
-    parser.add_argument("--head-checkpoint", default="", help="dicnet weights (default: the shipped ones)")
-    parser.add_argument("--bench-runs", type=int, default=20, help="overhead timing runs (0 = skip)")
-    parser.add_argument("--out", default="", help="JSON file to write (default: print only)")
-    args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    segmenter = build_segmenter(args.segmenter, args.segmenter_checkpoint)
-    head = DiCNet.build(segmenter, args.head_checkpoint).eval()
-    sequence = SyntheticSequence(args.seed, args.frames, height=args.height, width=args.width)
-    frames = [sequence[i] for i in tqdm(range(args.frames), desc="rendering", unit="frame")]
-    result: dict[str, Any] = {"seed": args.seed, "frames": args.frames, "segmenter": segmenter.identity,
-                              "comparison": compare_with_msp(segmenter, head, frames)}
-    if args.bench_runs > 0:
-        result["overhead"] = measure_overhead(segmenter, head, (args.height, args.width), args.bench_runs)
-    text = json.dumps(result, indent=2)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text)
-    print(text)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -14,8 +14,6 @@ from an anomaly: the attacks are its only stand-in for OOD objects, as in the pa
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,7 +26,8 @@ from tqdm import tqdm
 from ood_seg_node.checkpoints import save_checkpoint
 from ood_seg_node.cityscapes import IGNORE_INDEX
 from ood_seg_node.datasets.base import Frame
-from ood_seg_node.heads.obsnet import SIZES, ObsNet, initialise_from_segmenter
+from ood_seg_node.heads.base import check_taps
+from ood_seg_node.heads.obsnet import SIZES, ObsNet
 from ood_seg_node.segmenters import Segmenter, build_segmenter
 from ood_seg_node.training import TRAIN_SEEDS, VAL_SEEDS
 from ood_seg_node.training.attacks import ATTACK_MODES, ATTACK_TARGETS, MASK_KINDS, AttackConfig, attack_batch
@@ -135,8 +134,24 @@ def freeze(segmenter: Segmenter) -> Segmenter:
     return segmenter
 
 
+def initialise_from_segmenter(head: ObsNet, segmenter: Segmenter) -> int:
+    """Copy every segmenter weight whose name and shape match an observer weight.
+
+    The official code starts the observer from the segmenter's weights the same way. Returns how many
+    tensors were copied (0 = none fit, e.g. a light observer).
+    """
+    source = segmenter.state_dict()
+    target = head.observer.state_dict()
+    copied = {k: v.clone() for k, v in source.items()
+              if k in target and v.ndim > 0 and target[k].shape == v.shape and not k.startswith("classifier")}
+    target.update(copied)
+    head.observer.load_state_dict(target)
+    return len(copied)
+
+
 def make_head(segmenter: Segmenter, options: ObsNetOptions) -> tuple[ObsNet, int]:
     """A fresh observer for ``segmenter``; returns it and how many tensors came from the segmenter."""
+    check_taps("obsnet", segmenter, ObsNet.required_taps)
     head = ObsNet(segmenter.tap_channels, options.size)
     copied = initialise_from_segmenter(head, segmenter) if options.init == "segmenter" else 0
     return head, copied
@@ -160,7 +175,7 @@ def train_observer(
     device = torch.device(config.device)
     segmenter.to(device)
     head.to(device)
-    head.optimise = False  # validation scores the live weights; no frozen copy per epoch
+    head.fast_path.enabled = False  # validation scores the live weights; no frozen copy per epoch
     rng = np.random.default_rng(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     lr = config.lr or DEFAULT_LR
@@ -208,7 +223,7 @@ def train_observer(
             best = {**summary, "epoch": epoch}
             save_checkpoint(
                 out / CHECKPOINT_NAME, head.state_dict(), kind="head", name="obsnet",
-                config=head.architecture(), segmenter=segmenter.identity,
+                config=head.config, segmenter=segmenter.identity,
                 default_threshold=float(metrics["threshold"]),
                 metrics={"val_ap": metrics["ap"], "val_auroc": metrics["auroc"],
                          "val_fpr95": metrics["fpr95"], "epoch": epoch},
@@ -216,7 +231,7 @@ def train_observer(
             )
         tqdm.write(f"obsnet epoch {epoch}: loss {summary['train_loss']:.4f}  val AP {metrics['ap']:.4f}  "
                    f"AUROC {metrics['auroc']:.4f}  FPR95 {metrics['fpr95']:.4f}")
-    head.optimise = True
+    head.fast_path.enabled = True
     return {**best, "checkpoint": str(out / CHECKPOINT_NAME), "losses": losses}
 
 
@@ -240,44 +255,3 @@ def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any
     result.pop("losses")
     return {**result, "size": options.size, "attack": options.attack.mode}
 
-
-def overhead_ratio(segmenter: Segmenter, head: ObsNet, *, height: int = 256, width: int = 512,
-                   runs: int = 20) -> dict[str, float]:
-    """Observer time / segmenter forward time on one frame, medians of ``runs`` alternating runs.
-
-    ``eager_*``: both modules in plain eager mode under inference mode (the observer's frozen fast path
-    off). ``pipeline_*``: the node's own :class:`~ood_seg_node.pipeline.Pipeline` timings, segmenter
-    traced and frozen channels-last and the observer's frozen fast path on -- what the node pays.
-    """
-    from ood_seg_node.pipeline import Pipeline
-
-    image = torch.rand(1, 3, height, width)
-    segmenter.eval()
-    head.eval()
-    optimise, head.optimise = head.optimise, False
-    seg_ms, head_ms = [], []
-    with torch.inference_mode():
-        for i in range(runs + 2):
-            started = time.perf_counter()
-            out = segmenter.run(image)
-            segmented = time.perf_counter()
-            head.score(image, out)
-            done = time.perf_counter()
-            if i >= 2:  # the first runs pay for allocation and kernel selection
-                seg_ms.append((segmented - started) * 1e3)
-                head_ms.append((done - segmented) * 1e3)
-    head.optimise = optimise
-    pipeline = Pipeline(segmenter, head, device="cpu", inference_size=(height, width))
-    rgb = (np.random.default_rng(0).random((height, width, 3)) * 255).astype(np.uint8)
-    pipe_seg, pipe_head = [], []
-    for i in range(runs + 2):
-        _, _, timings = pipeline.infer(rgb)
-        if i >= 2:
-            pipe_seg.append(timings["segmenter"])
-            pipe_head.append(timings["head"])
-    result = {"eager_segmenter_ms": statistics.median(seg_ms), "eager_head_ms": statistics.median(head_ms),
-              "pipeline_segmenter_ms": statistics.median(pipe_seg),
-              "pipeline_head_ms": statistics.median(pipe_head)}
-    result["eager_ratio"] = result["eager_head_ms"] / result["eager_segmenter_ms"]
-    result["pipeline_ratio"] = result["pipeline_head_ms"] / result["pipeline_segmenter_ms"]
-    return result
