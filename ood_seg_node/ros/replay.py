@@ -266,7 +266,7 @@ class Replayer(RosParticipant):
                       evaluator: NodeProcess | None = None) -> None:
         """Until the node is ready (subscribed to images, publishing scores to us: the model is loaded).
 
-        With ``evaluator``, also until the online evaluator subscribes to the ground truth.
+        With ``evaluator``, also until the online evaluator subscribes to the ground truth and the scores.
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -275,7 +275,9 @@ class Replayer(RosParticipant):
                     process.check_alive()
             if (self.image_pub.get_subscription_count() > 0
                     and self.node.count_publishers("ood/anomaly_score") > 0
-                    and (evaluator is None or self.gt_pub.get_subscription_count() > 0)):
+                    # the evaluator listens to the ground truth and to the node's scores (us and it: 2)
+                    and (evaluator is None or (self.gt_pub.get_subscription_count() > 0
+                                               and self.node.count_subscribers("ood/anomaly_score") >= 2))):
                 time.sleep(0.5)  # let the reliable endpoints finish matching both ways
                 return
             time.sleep(0.1)
