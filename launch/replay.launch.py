@@ -61,7 +61,7 @@ def _evaluator_exited(event: ProcessExited, context: LaunchContext) -> list:
 
 def _node_and_evaluator(context: LaunchContext) -> list:
     # Only a non-empty head:= overrides the params file (as in ood_seg.launch.py).
-    overrides = {"use_sim_time": True, "reliable_input": True}
+    overrides = {"use_sim_time": True, "reliable_input": True, "output_depth": 10}
     head = LaunchConfiguration("head").perform(context)
     if head:
         overrides["head"] = head
@@ -153,7 +153,7 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             "params_file", default_value=PathJoinSubstitution([share, "config", "ood_seg.yaml"]),
-            description="node parameters (use_sim_time and reliable_input are forced on)",
+            description="node parameters (use_sim_time, reliable_input and output_depth 10 are forced)",
         ),
         DeclareLaunchArgument("image", default_value="/camera/image_raw", description="bag image topic"),
         DeclareLaunchArgument("rate", default_value="1.0", description="bag playback rate (slow CPU: 0.25)"),

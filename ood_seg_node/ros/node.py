@@ -66,9 +66,13 @@ IMAGE_OUTPUTS = {  # topic -> encoding
 OBSTACLES_TOPIC = "ood/obstacles"
 _LOG_THROTTLE_S = 5.0
 _DELIVERY_WARN_EVERY_S = 30.0
-# Reliable depth 1 reaches reliable and best-effort subscribers alike, and never holds more than one
-# large image per topic.
-_OUTPUT_QOS = QoSProfile(depth=1, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
+
+
+def _output_qos(depth: int) -> QoSProfile:
+    """Reliable reaches reliable and best-effort subscribers alike. Depth 1 never holds more than one large
+    image per topic, but a reliable subscriber that acknowledges late loses a frame published meanwhile:
+    replays that evaluate every frame ask for more (``output_depth``)."""
+    return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
 
 def _input_qos(*, reliable: bool) -> QoSProfile:
@@ -126,7 +130,7 @@ class OODSegNode(LifecycleNode):
             descriptor = ParameterDescriptor(
                 description=DESCRIPTIONS[field.name],
                 additional_constraints=f"one of: {valid[field.name]}" if field.name in valid else "",
-                read_only=field.name == "autostart",
+                read_only=field.name in ("autostart", "output_depth"),
             )
             self.declare_parameter(field.name, field.default, descriptor)
         return NodeConfig(**{f.name: self.get_parameter(f.name).value for f in fields(NodeConfig)})
@@ -174,8 +178,9 @@ class OODSegNode(LifecycleNode):
             except ConfigError as error:
                 self.get_logger().error(f"configure failed: {error}")
                 return TransitionCallbackReturn.FAILURE
-        self._image_pubs = {topic: self.create_publisher(Image, topic, _OUTPUT_QOS) for topic in IMAGE_OUTPUTS}
-        self._obstacles_pub = self.create_publisher(MarkerArray, OBSTACLES_TOPIC, _OUTPUT_QOS)
+        output_qos = _output_qos(self._config.output_depth)
+        self._image_pubs = {topic: self.create_publisher(Image, topic, output_qos) for topic in IMAGE_OUTPUTS}
+        self._obstacles_pub = self.create_publisher(MarkerArray, OBSTACLES_TOPIC, output_qos)
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         # Steady clock: diagnostics keep flowing while a paused bag holds simulated time still.
         self._diagnostics_timer = self.create_timer(1.0, self._publish_diagnostics,

@@ -34,6 +34,7 @@ class NodeConfig:
     min_obstacle_area: int = 50
     compressed_input: bool = False
     reliable_input: bool = False
+    output_depth: int = 1
     max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
     publish_overlay: bool = True
     overlay_alpha: float = 0.5
@@ -53,6 +54,8 @@ DESCRIPTIONS = {
     "min_obstacle_area": "smallest anomaly component (pixels) reported on ood/obstacles, >= 1",
     "compressed_input": "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
     "reliable_input": "reliable input QoS (bag replay without loss) instead of best-effort sensor data",
+    "output_depth": "history depth of every (reliable) output topic, >= 1, read at configure: 1 keeps only the newest "
+                    "frame (live camera); a bag replay that evaluates every frame needs more (replay.launch.py: 10)",
     "max_input_pixels": "frames declaring more pixels (raw or compressed, read before decoding) are refused, >= 1",
     "publish_overlay": "publish ood/overlay (input with anomalies tinted red)",
     "overlay_alpha": "strength of the red tint on ood/overlay, in [0, 1]",
@@ -86,6 +89,7 @@ def check_config(config: NodeConfig) -> None:
         ("threshold", not math.isinf(config.threshold), "a finite number or NaN"),
         ("min_obstacle_area", config.min_obstacle_area >= 1, "an integer >= 1"),
         ("max_input_pixels", config.max_input_pixels >= 1, "an integer >= 1"),
+        ("output_depth", config.output_depth >= 1, "an integer >= 1"),
         ("overlay_alpha", 0.0 <= config.overlay_alpha <= 1.0, "a number in [0, 1]"),
         ("camera_height", math.isfinite(config.camera_height) and config.camera_height > 0.0, "a number > 0"),
         ("camera_pitch", abs(config.camera_pitch) < math.pi / 2, "a number in (-pi/2, pi/2) radians"),

@@ -120,8 +120,8 @@ class NodeProcess:
 
 
 def ood_seg_node_process(params: dict[str, object], env: dict[str, str], log_path: str | Path) -> NodeProcess:
-    """The OOD node reading the bag's camera topics."""
-    return NodeProcess("ood_seg_node.ros.node", params, env, log_path,
+    """The OOD node reading the bag's camera topics, keeping every output for slow reliable subscribers."""
+    return NodeProcess("ood_seg_node.ros.node", {"output_depth": 10, **params}, env, log_path,
                        remaps={"image": IMAGE_TOPIC, "camera_info": CAMERA_INFO_TOPIC})
 
 
