@@ -55,7 +55,7 @@ def test_online_replay_equals_offline_evaluation(tmp_path, random_builtin_checkp
                   "device": "cpu"}
         with ood_seg_node_process(params, env, tmp_path / "node.log") as node:
             replayer.wait_for_node(node, evaluator=evaluator)
-            stats = replayer.play(frames, rate_hz=2.0, start_ns=DEFAULT_START_NS, node=node)
+            stats = replayer.play(frames, rate_hz=2.0, start_ns=DEFAULT_START_NS, node=node, lockstep=True)
         assert replayer.scored() == stats.sent == len(frames), node.log()
     finally:
         replayer.close()

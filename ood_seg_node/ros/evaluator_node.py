@@ -77,8 +77,8 @@ class EvaluatorNode(Node):
         self.matched = 0
         self.last_message = time.monotonic()
         qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
-        self.create_subscription(Image, "ood/anomaly_score", self.on_score, qos)
-        self.create_subscription(Image, "/camera/ood_gt", self.on_gt, qos)
+        self._score_sub = self.create_subscription(Image, "ood/anomaly_score", self.on_score, qos)
+        self._gt_sub = self.create_subscription(Image, "/camera/ood_gt", self.on_gt, qos)
         self.summary = self.create_publisher(String, "ood/eval_summary", 10)
         self.create_timer(1.0, self.tick)
         self.finished = False
@@ -138,8 +138,11 @@ class EvaluatorNode(Node):
         self.matched += 1
 
     def tick(self) -> None:
+        # The publishers matched on each input tell a player when the evaluator will see every frame.
         summary = {"frames": self.matched, "unmatched_scores": len(self.scores) + self.unmatched["score"],
-                   "unmatched_gt": len(self.gts) + self.unmatched["gt"]}
+                   "unmatched_gt": len(self.gts) + self.unmatched["gt"],
+                   "score_publishers": self._score_sub.get_publisher_count(),
+                   "gt_publishers": self._gt_sub.get_publisher_count()}
         if self.matched:
             pixel = self.accumulator.heads[self.head].pixel.compute()
             summary.update({k: v for k, v in pixel.items() if k in ("ap", "auroc", "fpr95")})

@@ -11,6 +11,7 @@ itself never forces them), plus the shipped Fast DDS large-image profile.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
@@ -214,6 +215,7 @@ class Replayer(RosParticipant):
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
+        from std_msgs.msg import String
 
         super().__init__(f"ood_seg_replayer_{os.getpid()}", domain_id)
         collect = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
@@ -223,6 +225,8 @@ class Replayer(RosParticipant):
         self.received: dict[int, Received] = {}
         self._lock = threading.Lock()
         self.node.create_subscription(Image, "ood/anomaly_score", self._on_score, collect)
+        self.evaluator_summary: dict[str, Any] = {}
+        self.node.create_subscription(String, "ood/eval_summary", self._on_summary, 10)
         if collect_labels:
             self.node.create_subscription(Image, "ood/labels", self._on_labels, collect)
         self.executor = SingleThreadedExecutor(context=self.context)
@@ -253,10 +257,24 @@ class Replayer(RosParticipant):
             entry = self._entry(msg)
             entry.score, entry.received_at = array, time.perf_counter()
 
+    def _on_summary(self, msg) -> None:
+        self.evaluator_summary = json.loads(msg.data)
+
     def _on_labels(self, msg) -> None:
         array = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         with self._lock:
             self._entry(msg).labels = array
+
+    def _wait_for_score(self, stamp: int, node: NodeProcess | None, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if stamp in self.received and self.received[stamp].score is not None:
+                    return
+            if node is not None:
+                node.check_alive()
+            time.sleep(0.01)
+        raise TimeoutError(f"no score map for stamp {stamp} within {timeout:.0f} s")
 
     def scored(self) -> int:
         with self._lock:
@@ -266,7 +284,8 @@ class Replayer(RosParticipant):
                       evaluator: NodeProcess | None = None) -> None:
         """Until the node is ready (subscribed to images, publishing scores to us: the model is loaded).
 
-        With ``evaluator``, also until the online evaluator subscribes to the ground truth and the scores.
+        With ``evaluator``, also until the online evaluator's summary says it is matched with the node's
+        score publisher and with our ground truth publisher (so it misses no frame).
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -275,20 +294,23 @@ class Replayer(RosParticipant):
                     process.check_alive()
             if (self.image_pub.get_subscription_count() > 0
                     and self.node.count_publishers("ood/anomaly_score") > 0
-                    # the evaluator listens to the ground truth and to the node's scores (us and it: 2)
-                    and (evaluator is None or (self.gt_pub.get_subscription_count() > 0
-                                               and self.node.count_subscribers("ood/anomaly_score") >= 2))):
+                    # the evaluator reports the publishers matched on its inputs: the node's and ours
+                    and (evaluator is None or (self.evaluator_summary.get("score_publishers", 0) > 0
+                                               and self.evaluator_summary.get("gt_publishers", 0) > 0))):
                 time.sleep(0.5)  # let the reliable endpoints finish matching both ways
                 return
             time.sleep(0.1)
         raise TimeoutError(f"ood_seg_node did not appear within {timeout:.0f} s")
 
     def play(self, frames: Iterable, *, rate_hz: float, start_ns: int, frame_id: str = "camera",
-             camera_info=None, node: NodeProcess | None = None, drain_s: float = 3.0) -> ReplayStats:
+             camera_info=None, node: NodeProcess | None = None, drain_s: float = 3.0,
+             lockstep: bool = False) -> ReplayStats:
         """Publish frames at ``rate_hz`` (stamps ``start_ns + i / rate``), then wait for the last results.
 
         Like ``ros2 bag play``, every topic of the frame goes out with the same header: the image, the
-        camera info when given, and the ground truth when the frame has one.
+        camera info when given, and the ground truth when the frame has one. With ``lockstep`` a frame
+        goes out only once the previous one's score came back (at most ``rate_hz``): a node slower than
+        the rate then drops no frame, whatever the machine's load, for comparisons frame by frame.
         """
         from builtin_interfaces.msg import Time
         from std_msgs.msg import Header
@@ -311,6 +333,8 @@ class Replayer(RosParticipant):
             stats.sent += 1
             if node is not None:
                 node.check_alive()
+            if lockstep:
+                self._wait_for_score(stamp, node)
         deadline = time.perf_counter() + drain_s
         last_count = -1
         while time.perf_counter() < deadline:
