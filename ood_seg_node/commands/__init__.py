@@ -8,17 +8,33 @@ from dataclasses import fields
 from typing import Any
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, config_class: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--flag`` per field of a training-config dataclass, typed and defaulted like the field."""
+def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_class: type, *,
+                         prefix: str = "", skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of an options dataclass, typed and defaulted like the field.
+
+    Field ``x_y`` becomes ``--x-y``, or ``--<prefix>-x-y`` with a prefix (a head's own options carry the
+    head's name, ``--obsnet-attack``); the help text and valid choices come from the field's metadata
+    (``ood_seg_node.training.common.option``), and a bool field is a ``--flag`` / ``--no-flag`` switch.
+    """
     for field in fields(config_class):
-        if field.name not in skip:
-            parser.add_argument(f"--{field.name.replace('_', '-')}", type=type(field.default),
-                                default=field.default, help=f"(default: {field.default!r})")
+        if field.name in skip:
+            continue
+        dest = _dest(field.name, prefix)
+        help_text = f"{field.metadata.get('help', '')} (default: %(default)r)".lstrip()
+        if isinstance(field.default, bool):
+            kind: dict[str, Any] = {"action": argparse.BooleanOptionalAction}
+        else:
+            kind = {"type": type(field.default), "choices": field.metadata.get("choices") or None}
+        parser.add_argument(f"--{dest.replace('_', '-')}", dest=dest, default=field.default, help=help_text, **kind)
 
 
-def config_from_args(config_class: type, args: argparse.Namespace) -> Any:
-    """The dataclass filled from the flags :func:`add_config_arguments` declared."""
-    return config_class(**{field.name: getattr(args, field.name) for field in fields(config_class)})
+def config_from_args(config_class: type, args: argparse.Namespace, *, prefix: str = "") -> Any:
+    """The dataclass filled from the flags :func:`add_config_arguments` declared (same ``prefix``)."""
+    return config_class(**{field.name: getattr(args, _dest(field.name, prefix)) for field in fields(config_class)})
+
+
+def _dest(name: str, prefix: str) -> str:
+    return f"{prefix}_{name}" if prefix else name
 
 
 COMMANDS: dict[str, str] = {
@@ -27,6 +43,6 @@ COMMANDS: dict[str, str] = {
     "play": "replay a rosbag2 onto ROS topics without ros2 bag (--clock, --rate, --loop, --remap)",
     "evaluate": "evaluate heads offline on a dataset, a bag, or precomputed score maps",
     "train-segmenter": "train the builtin segmenter on the synthetic world",
-    "train-head": "train an OOD head (obsnet, rpl, nflowjs, dicnet) on the synthetic world",
+    "train-head": "train an OOD head (one with a registered trainer) on the synthetic world",
     "bench": "print the performance ratios of the README's performance section",
 }
