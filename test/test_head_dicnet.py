@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -18,8 +17,10 @@ from ood_seg_node.heads.dicnet import DiCNet, FeatureStandardiser
 from ood_seg_node.segmenters import build_segmenter
 from ood_seg_node.segmenters.builtin import BuiltinSegmenter
 from ood_seg_node.segmenters.torchvision_models import TorchvisionSegmenter
-from ood_seg_node.training.common import Batch
+from ood_seg_node.training.common import Batch, HeadTrainingConfig
 from ood_seg_node.training.dicnet import (
+    DiCNetOptions,
+    DiCNetTrainer,
     ValidationPass,
     anomaly_vs_misclassified,
     calibrate,
@@ -29,6 +30,7 @@ from ood_seg_node.training.dicnet import (
     neck_batchnorm,
     new_head,
 )
+from ood_seg_node.training.loop import fit
 
 
 def _images(n: int, height: int = 64, width: int = 128, seed: int = 0) -> torch.Tensor:
@@ -230,13 +232,11 @@ def test_misclassified_inlier_fpr_counts_flagged_wrong_pixels():
 
 
 def test_train_head_writes_a_checkpoint_the_node_can_build(tmp_path, random_builtin_checkpoint):
-    from ood_seg_node.training.common import HeadTrainingConfig
-    from ood_seg_node.training.dicnet import train
-
     config = HeadTrainingConfig(head="dicnet", segmenter_checkpoint=random_builtin_checkpoint,
                                 out=str(tmp_path / "run"), sequences=2, frames_per_sequence=2,
                                 val_sequences=1, epochs=1, batch_size=2, height=64, width=128)
-    summary = train(config, argparse.Namespace(dicnet_width=0.5, dicnet_passes=1, dicnet_bench_runs=1))
+    summary = fit(DiCNetTrainer(config, DiCNetOptions(width=0.5, passes=1, bench_runs=1)), epochs=1, out=config.out)
+    assert (tmp_path / "run" / "summary.json").is_file()
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     assert len(log["epochs"]) == 1 and math.isfinite(log["epochs"][0]["val_loss"])
     validation = summary["validation"]
@@ -264,9 +264,6 @@ def test_train_head_writes_a_checkpoint_the_node_can_build(tmp_path, random_buil
 
 
 def test_train_head_on_a_torchvision_segmenter(tmp_path):
-    from ood_seg_node.training.common import HeadTrainingConfig
-    from ood_seg_node.training.dicnet import train
-
     torch.manual_seed(0)
     weights = tmp_path / "lraspp.pt"
     torch.save(TorchvisionSegmenter("lraspp_mobilenet_v3_large").model.state_dict(), weights)
@@ -274,7 +271,7 @@ def test_train_head_on_a_torchvision_segmenter(tmp_path):
     config = HeadTrainingConfig(head="dicnet", segmenter=spec, segmenter_checkpoint=str(weights),
                                 out=str(tmp_path / "run"), sequences=1, frames_per_sequence=2,
                                 val_sequences=1, epochs=1, batch_size=2, height=64, width=128)
-    summary = train(config, argparse.Namespace(dicnet_width=0.5, dicnet_passes=1, dicnet_bench_runs=0))
+    summary = fit(DiCNetTrainer(config, DiCNetOptions(width=0.5, passes=1, bench_runs=0)), epochs=1, out=config.out)
     segmenter = build_segmenter(spec, str(weights))
     head = build_head("dicnet", segmenter, summary["checkpoint"])
     assert head.config["standardisation"] == "measured" and head.config["student"]["neck_stride"] == 8

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 
@@ -19,7 +18,8 @@ from ood_seg_node.segmenters import build_segmenter
 from ood_seg_node.segmenters.builtin import BuiltinSegmenter
 from ood_seg_node.training.common import HeadTrainingConfig
 from ood_seg_node.training.flows import PatchFlow
-from ood_seg_node.training.nflowjs import NFlowJSOptions, add_arguments, paste_negatives
+from ood_seg_node.training.loop import fit
+from ood_seg_node.training.nflowjs import NFlowJSOptions, NFlowJSTrainer, paste_negatives
 
 
 def _segmenter_checkpoint(path, seed: int) -> str:
@@ -34,15 +34,6 @@ def _head_checkpoint(path, base, finetuned) -> str:
                     name="nflowjs", config={"segmenter_spec": "builtin", "input_size": [64, 128]},
                     segmenter=base.identity, default_threshold=0.4, metrics={})
     return str(path)
-
-
-def _args(**overrides) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    add_arguments(parser.add_argument_group("nflowjs"))
-    args = parser.parse_args([])
-    for key, value in overrides.items():
-        setattr(args, f"nflowjs_{key}", value)
-    return args
 
 
 def test_score_is_one_for_uniform_zero_for_confident_and_ordered():
@@ -126,20 +117,20 @@ def test_negatives_are_pasted_and_the_segmenter_loss_reaches_the_flow():
 
 def test_bad_options_are_refused():
     with pytest.raises(ValueError, match="--nflowjs-patch-min"):
-        NFlowJSOptions.from_args(_args(patch_min=80, patch_max=64))
-    assert NFlowJSOptions.from_args(_args(negatives="procedural")).negatives == "procedural"
+        NFlowJSOptions(patch_min=80, patch_max=64)
+    with pytest.raises(ValueError, match="--nflowjs-negatives"):
+        NFlowJSOptions(negatives="real")
+    assert NFlowJSOptions(negatives="procedural").negatives == "procedural"
 
 
 def test_short_training_run_lowers_the_loss_and_writes_a_loadable_checkpoint(tmp_path):
-    from ood_seg_node.training import nflowjs as trainer
-
     torch.manual_seed(0)
     seg = _segmenter_checkpoint(tmp_path / "seg.pt", 0)
     config = HeadTrainingConfig(head="nflowjs", segmenter="builtin", segmenter_checkpoint=seg,
                                 out=str(tmp_path / "run"), sequences=2, frames_per_sequence=2,
                                 val_sequences=1, epochs=3, batch_size=2, lr=1e-3, height=64, width=128)
-    args = _args(flow_steps=12, flow_batch=8, flow_crop=16, flow_hidden=8, patch_min=16, patch_max=24)
-    result = trainer.train(config, args)
+    options = NFlowJSOptions(flow_steps=12, flow_batch=8, flow_crop=16, flow_hidden=8, patch_min=16, patch_max=24)
+    result = fit(NFlowJSTrainer(config, options), epochs=config.epochs, out=config.out)
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     epochs = [record for record in log["epochs"] if record["epoch"] >= 1]
     assert [record["epoch"] for record in log["epochs"]] == [0, 1, 2, 3]

@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 
 import numpy as np
 import pytest
 import torch
 
 from ood_seg_node.checkpoints import CheckpointError, save_checkpoint
+from ood_seg_node.commands import add_config_arguments, config_from_args
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.heads import build_head
 from ood_seg_node.heads.obsnet import ObsNet
@@ -25,16 +27,9 @@ from ood_seg_node.training.attacks import (
     segmentation_loss,
 )
 from ood_seg_node.training.common import HeadTrainingConfig, to_batch
-from ood_seg_node.training.obsnet import (
-    ObsNetOptions,
-    add_arguments,
-    error_targets,
-    freeze,
-    initialise_from_segmenter,
-    make_head,
-    options_from_args,
-    train_observer,
-)
+from ood_seg_node.training.head_trainer import freeze
+from ood_seg_node.training.loop import fit
+from ood_seg_node.training.obsnet import ObsNetOptions, ObsNetTrainer, error_targets, initialise_from_segmenter
 
 H, W = 64, 128
 
@@ -175,18 +170,15 @@ def test_error_targets_exclude_void():
     assert valid.sum() == 6
 
 
-def test_training_reduces_the_loss_and_checkpoint_is_tied_to_its_segmenter(segmenter, tmp_path):
-    torch.manual_seed(0)
-    frames = toy_frames(8, seed=3)
-    config = HeadTrainingConfig(head="obsnet", out=str(tmp_path / "run"), epochs=3, batch_size=4, lr=0.05,
-                                height=H, width=W)
-    options = ObsNetOptions(size="light", init="scratch", attack=AttackConfig(box=0.4))
-    head, _ = make_head(segmenter, options)
-    result = train_observer(segmenter, head, frames, toy_frames(2, seed=4), config, options)
-    losses = result["losses"]
-    assert len(losses) == 6
-    assert np.mean(losses[-2:]) < np.mean(losses[:2])
-    assert (tmp_path / "run" / "log.json").is_file()
+def test_training_reduces_the_loss_and_checkpoint_is_tied_to_its_segmenter(segmenter, random_builtin_checkpoint,
+                                                                             tmp_path):
+    config = HeadTrainingConfig(head="obsnet", segmenter_checkpoint=random_builtin_checkpoint,
+                                out=str(tmp_path / "run"), sequences=2, frames_per_sequence=4, val_sequences=1,
+                                epochs=3, batch_size=4, lr=0.05, height=H, width=W)
+    options = ObsNetOptions(size="light", init="scratch", box=0.4)
+    result = fit(ObsNetTrainer(config, options), epochs=config.epochs, out=config.out)
+    losses = [record["train_loss"] for record in json.loads((tmp_path / "run" / "log.json").read_text())["epochs"]]
+    assert len(losses) == 3 and losses[-1] < losses[0]
 
     built = build_head("obsnet", segmenter, result["checkpoint"])
     assert isinstance(built, ObsNet) and built.size == "light"
@@ -200,15 +192,16 @@ def test_training_reduces_the_loss_and_checkpoint_is_tied_to_its_segmenter(segme
         build_head("obsnet", build_segmenter("builtin", str(other_path)), result["checkpoint"])
 
 
-def test_command_line_flags():
+def test_documented_command_line_flags():
     parser = argparse.ArgumentParser()
-    add_arguments(parser.add_argument_group("obsnet"))
+    add_config_arguments(parser.add_argument_group("obsnet"), ObsNetOptions, prefix="obsnet")
     args = parser.parse_args(["--obsnet-size", "light", "--obsnet-attack", "global",
                               "--obsnet-attack-target", "random", "--obsnet-mask", "square",
-                              "--obsnet-epsilon", "0.05"])
-    options = options_from_args(args)
-    assert (options.size, options.attack.mode, options.attack.target, options.attack.mask) == (
-        "light", "global", "random", "square")
-    assert options.attack.epsilon == 0.05
+                              "--obsnet-epsilon", "0.05", "--obsnet-box", "0.25", "--obsnet-attack-prob", "0.5"])
+    options = config_from_args(ObsNetOptions, args, prefix="obsnet")
+    attack = options.attack_config()
+    assert options.size == "light"
+    assert (attack.mode, attack.target, attack.mask, attack.epsilon, attack.box, attack.probability) == (
+        "global", "random", "square", 0.05, 0.25, 0.5)
     with pytest.raises(SystemExit):
         parser.parse_args(["--obsnet-attack", "everywhere"])

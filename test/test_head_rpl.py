@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -18,9 +17,13 @@ from ood_seg_node.heads.rpl import RPLHead, gaussian_blur
 from ood_seg_node.pipeline import Pipeline
 from ood_seg_node.segmenters import build_segmenter
 from ood_seg_node.segmenters.builtin import BuiltinSegmenter
+from ood_seg_node.training.common import HeadTrainingConfig
+from ood_seg_node.training.loop import fit
 from ood_seg_node.training.outliers import FolderOutliers, OutlierError, context_batch, paste_outliers
 from ood_seg_node.training.rpl import (
     ProjectionHead,
+    RPLOptions,
+    RPLTrainer,
     corocl_loss,
     info_nce,
     labels_at,
@@ -287,16 +290,13 @@ def test_short_training_reduces_the_losses():
 
 @pytest.mark.parametrize("corocl", ["on", "off"])
 def test_train_head_end_to_end(tmp_path, corocl):
-    from ood_seg_node.training.common import HeadTrainingConfig
-    from ood_seg_node.training.rpl import train
-
     seg_path = tmp_path / "seg.pt"
     save_checkpoint(seg_path, _builtin().state_dict(), kind="segmenter", name="builtin",
                     config={"input_size": [64, 128]})
     config = HeadTrainingConfig(head="rpl", segmenter_checkpoint=str(seg_path), out=str(tmp_path / "run"),
                                 sequences=2, frames_per_sequence=2, val_sequences=1, epochs=1, batch_size=2,
                                 height=64, width=128)
-    result = train(config, SimpleNamespace(rpl_corocl=corocl))
+    result = fit(RPLTrainer(config, RPLOptions(corocl=corocl)), epochs=1, out=config.out)
     log = json.loads((tmp_path / "run" / "log.json").read_text())
     assert 0.0 <= log["epochs"][0]["val_ap"] <= 1.0
     assert ("train_corocl" in log["epochs"][0]) == (corocl == "on")

@@ -19,11 +19,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ood_seg_node.training.segmenter import SegmenterTrainingConfig, train_segmenter
+    from ood_seg_node.training.loop import fit
+    from ood_seg_node.training.segmenter import SegmenterTrainer, SegmenterTrainingConfig
 
     if args.threads:
         torch.set_num_threads(args.threads)
     config = config_from_args(SegmenterTrainingConfig, args)
-    best = train_segmenter(config)
-    print(json.dumps({"checkpoint": f"{config.out}/builtin_segmenter.pt", **best}))
+    print(json.dumps(fit(SegmenterTrainer(config), epochs=config.epochs, out=config.out)))
     return 0

@@ -1,5 +1,8 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""Training loops for the builtin segmenter and each trainable head, on the synthetic world.
+"""Training of the builtin segmenter and of each trained head, on the synthetic world.
+
+One loop (:func:`ood_seg_node.training.loop.fit`) drives every trainer; each trained head has one trainer
+module, registered in :mod:`ood_seg_node.training.trainers`.
 
 Seed convention (so that evaluation is never on training data): sequences with seeds
 ``TRAIN_SEEDS`` train, ``VAL_SEEDS`` select checkpoints and calibrate thresholds, and seeds from

@@ -1,14 +1,11 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""What every training loop shares: cached synthetic frames, batching, the JSON log and best checkpoint."""
+"""What every trainer shares: options that are also flags, cached synthetic frames, batching, LR schedules."""
 
 from __future__ import annotations
 
-import json
 import math
 import random
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Iterator, Sequence
 
 import numpy as np
@@ -16,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from ood_seg_node.datasets.base import Frame
+from ood_seg_node.training import TRAIN_SEEDS, VAL_SEEDS
 
 
 def seed_everything(seed: int) -> None:
@@ -39,6 +37,14 @@ def synthetic_frames(
                 frames.append(sequence[index])
                 bar.update()
     return frames
+
+
+def training_and_validation_frames(config: TrainingConfig) -> tuple[list[Frame], list[Frame]]:
+    """The run's training (``TRAIN_SEEDS``) and validation (``VAL_SEEDS``) frames, rendered in memory."""
+    return (synthetic_frames(TRAIN_SEEDS[: config.sequences], config.frames_per_sequence, config.height,
+                             config.width, desc="training frames"),
+            synthetic_frames(VAL_SEEDS[: config.val_sequences], config.frames_per_sequence, config.height,
+                             config.width, desc="validation frames"))
 
 
 @dataclass
@@ -95,50 +101,40 @@ def poly_lr(step: int, total: int, base: float, power: float = 0.9) -> float:
     return base * (1 - min(step, total - 1) / total) ** power
 
 
-class RunLog:
-    """Per-epoch records written to ``<out>/log.json`` after every epoch, and best-metric tracking."""
+def option(default: Any, help: str, *, choices: Sequence[str] = ()) -> Any:
+    """A dataclass field that is also a command-line flag.
 
-    def __init__(self, out_dir: str | Path, config: dict[str, Any], *, monitor: str, mode: str = "max") -> None:
-        self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.config = config
-        self.monitor = monitor
-        self.mode = mode
-        self.records: list[dict[str, Any]] = []
-        self.best: float | None = None
-        self.started = time.time()
-
-    def record(self, epoch: int, **metrics: float) -> bool:
-        """Append one epoch; returns True when ``monitor`` improved (then save the checkpoint)."""
-        record = {"epoch": epoch, "elapsed_s": round(time.time() - self.started, 1), **metrics}
-        self.records.append(record)
-        value = float(metrics[self.monitor])
-        improved = self.best is None or (value > self.best if self.mode == "max" else value < self.best)
-        if improved:
-            self.best = value
-        payload = {"config": self.config, "monitor": self.monitor, "best": self.best, "epochs": self.records}
-        (self.out_dir / "log.json").write_text(json.dumps(payload, indent=2))
-        return improved
+    ``ood_seg_node.commands.add_config_arguments`` turns each field of an options dataclass into a flag;
+    ``help`` and ``choices`` are kept in the field's metadata for it, so that a trainer's options, their
+    defaults and their documentation are written once.
+    """
+    return field(default=default, metadata={"help": help, "choices": tuple(choices)})
 
 
 @dataclass
-class HeadTrainingConfig:
-    """Options shared by every ``ood_seg train-head --head <name>`` run (head-specific ones are extra flags)."""
+class TrainingConfig:
+    """Options every training run shares: where it writes, which frames, how long, how many at once."""
+
+    out: str = option("", "output folder for the checkpoint and log.json (empty: runs/<head>)")
+    sequences: int = option(40, "training sequences of the synthetic world")
+    frames_per_sequence: int = option(8, "frames rendered per training and validation sequence")
+    val_sequences: int = option(6, "validation sequences (checkpoint selection, thresholds)")
+    epochs: int = option(6, "training epochs, each followed by a validation")
+    batch_size: int = option(8, "frames per training and validation batch")
+    lr: float = option(0.0, "base learning rate (0: the head's own default)")
+    height: int = option(256, "frame height")
+    width: int = option(512, "frame width")
+    seed: int = option(0, "seed of every random draw")
+
+
+@dataclass
+class HeadTrainingConfig(TrainingConfig):
+    """Options shared by every ``ood_seg train-head --head <name>`` run (each head adds its own, prefixed)."""
 
     head: str = ""
-    segmenter: str = "builtin"
-    segmenter_checkpoint: str = ""
-    out: str = ""
-    sequences: int = 40
-    frames_per_sequence: int = 8
-    val_sequences: int = 6
-    epochs: int = 6
-    batch_size: int = 8
-    lr: float = 0.0  # 0 = the head's own default
-    height: int = 256
-    width: int = 512
-    seed: int = 0
-    device: str = "cpu"
+    segmenter: str = option("builtin", "segmenter the head is trained on (builtin, torchvision:<arch>, ...)")
+    segmenter_checkpoint: str = option("", "its weights (empty: the shipped ones)")
+    device: str = option("cpu", "torch device")
 
 
 def head_scores(segmenter, head, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -11,40 +11,27 @@ DiCNet and MSP flag at their 95 %-TPR thresholds -- and the head's CPU overhead 
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from ood_seg_node.checkpoints import save_checkpoint
 from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY, OOD_INLIER
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.fastpath import FastPath
 from ood_seg_node.heads.dicnet import DiCNet, DistillationStudent, FeatureStandardiser, feature_discrepancy
-from ood_seg_node.segmenters import Segmenter, build_segmenter, name_outputs
-from ood_seg_node.training import TRAIN_SEEDS, VAL_SEEDS
-from ood_seg_node.training.common import (
-    Batch,
-    HeadTrainingConfig,
-    RunLog,
-    batches,
-    cosine_lr,
-    seed_everything,
-    synthetic_frames,
-)
+from ood_seg_node.segmenters import Segmenter, name_outputs
+from ood_seg_node.training.common import Batch, HeadTrainingConfig, batches, cosine_lr, option
+from ood_seg_node.training.head_trainer import TRAINERS, HeadTrainer
 
-DEFAULT_LR = 2e-3
-DEFAULT_PASSES = 2
 WEIGHT_DECAY = 1e-4
 STANDARDISER_FRAMES = 64  # teacher maps used for measured standardisation (segmenters without a neck BN)
 SCORE_QUANTILES = (0.5, 0.99)  # calibration: centre = q50, scale = q99 - q50 of inlier discrepancy
@@ -124,15 +111,14 @@ def calibrate(head: DiCNet, inlier_discrepancy: torch.Tensor) -> dict[str, float
     return {"centre": float(low), "scale": float(head.score_scale)}
 
 
-def add_arguments(group: argparse._ArgumentGroup) -> None:
-    """DiCNet-specific flags of ``ood_seg train-head``."""
-    group.add_argument("--dicnet-width", type=float, default=1.0,
-                       help="student width multiplier (1.0 = ~0.37 M parameters for a 64-channel neck)")
-    group.add_argument("--dicnet-passes", type=int, default=DEFAULT_PASSES,
-                       help="passes over the training frames per epoch (validation runs once per epoch); "
-                            "the student is cheap, so the default spends the CPU budget on more steps")
-    group.add_argument("--dicnet-bench-runs", type=int, default=20,
-                       help="timed runs for the overhead ratio measured after training (0 = skip)")
+@dataclass
+class DiCNetOptions:
+    """The ``--dicnet-*`` options: student width, passes per epoch, the overhead timing after training."""
+
+    width: float = option(1.0, "student width multiplier (1.0 = ~0.37 M parameters for a 64-channel neck)")
+    passes: int = option(2, "passes over the training frames per epoch (validation runs once per epoch); the "
+                            "student is cheap, so the default spends the CPU budget on more steps")
+    bench_runs: int = option(20, "timed runs for the overhead ratio measured after training (0 = skip)")
 
 
 def inlier_cells(batch: Batch, size: Sequence[int]) -> torch.Tensor:
@@ -333,86 +319,77 @@ def measure_overhead(segmenter: Segmenter, head: DiCNet, size: tuple[int, int] =
     return result
 
 
-def _standardiser_features(segmenter: Segmenter, frames: Sequence[Frame], batch_size: int,
-                           device: torch.device) -> list[torch.Tensor]:
-    chosen = frames[:: max(1, len(frames) // STANDARDISER_FRAMES)][:STANDARDISER_FRAMES]
-    with torch.inference_mode():
-        return [segmenter.run(b.images.to(device)).features["neck"].float().cpu()
-                for b in batches(chosen, batch_size, shuffle=False, augment=False)]
+@TRAINERS.register("dicnet")
+class DiCNetTrainer(HeadTrainer):
+    """The student, distilled by AdamW with a warm-up cosine schedule; recalibrated and validated every epoch.
 
+    :meth:`finish` analyses the kept checkpoint against MSP on the validation frames (the paper's
+    misclassified-inlier argument) and times its CPU overhead, into ``summary.json``.
+    """
 
-def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any]:
-    """Distil, validate each epoch, keep the best-AP checkpoint at ``<out>/dicnet.pt``; returns a summary."""
-    seed_everything(config.seed)
-    device = torch.device(config.device)
-    out_dir = Path(config.out)
-    width = float(getattr(args, "dicnet_width", 1.0))
-    bench_runs = int(getattr(args, "dicnet_bench_runs", 20))
-    passes = max(1, int(getattr(args, "dicnet_passes", DEFAULT_PASSES)))
-    segmenter = build_segmenter(config.segmenter, config.segmenter_checkpoint).to(device).eval()
-    for parameter in segmenter.parameters():
-        parameter.requires_grad_(False)
-    if "neck" not in segmenter.tap_channels:
-        raise ValueError(f"DiCNet distils the 'neck' tap, which segmenter {segmenter.spec} does not expose")
-    train_frames = synthetic_frames(TRAIN_SEEDS[: config.sequences], config.frames_per_sequence,
-                                    config.height, config.width, desc="training frames")
-    val_frames = synthetic_frames(VAL_SEEDS[: config.val_sequences], config.frames_per_sequence,
-                                  config.height, config.width, desc="validation frames")
-    necks = _standardiser_features(segmenter, train_frames, config.batch_size, device)
-    head = new_head(segmenter, necks[0], config.height, width=width, calibration_features=necks).to(device)
-    del necks
-    lr = config.lr or DEFAULT_LR
-    optimizer = torch.optim.AdamW(head.student.parameters(), lr=lr, weight_decay=WEIGHT_DECAY)
-    steps_per_epoch = passes * -(-len(train_frames) // config.batch_size)
-    total = steps_per_epoch * config.epochs
-    run_config = {**asdict(config), "lr": lr, "dicnet_width": width, "dicnet_passes": passes,
-                  "head_config": head.config}
-    log = RunLog(out_dir, run_config, monitor="val_ap")
-    checkpoint = out_dir / "dicnet.pt"
-    best: dict[str, Any] = {}
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        head.train()
-        running = 0.0
-        epoch_batches = (b for _ in range(passes)
-                         for b in batches(train_frames, config.batch_size, shuffle=True, augment=True))
-        bar = tqdm(epoch_batches, total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="batch")
-        for batch in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, lr, warmup=min(50, total // 10))
-            images = batch.images.to(device)
-            with torch.no_grad():
-                teacher = head.teacher_features(segmenter.run(images))
-            mask = inlier_cells(batch, teacher.shape[-2:]).to(device)
-            loss = distillation_loss(head, images, teacher, mask)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = loss.item()
-            running += value
-            step += 1
-            bar.set_postfix(loss=f"{value:.4f}")
-        valid = validation_pass(segmenter, head, val_frames, config.batch_size, device)
-        calibration = calibrate(head, valid.inlier_discrepancy())
-        metrics = pixel_metrics(dicnet_scores(head, valid), valid.ood)
-        summary = {"train_loss": running / steps_per_epoch,
-                   "val_loss": float(valid.inlier_discrepancy().mean()),
-                   "val_ap": metrics["ap"], "val_auroc": metrics["auroc"], "val_fpr95": metrics["fpr95"],
-                   "threshold": metrics["threshold"], "score_centre": calibration["centre"],
-                   "score_scale": calibration["scale"]}
-        if log.record(epoch, **summary):
-            best = {**summary, "epoch": epoch}
-            save_checkpoint(checkpoint, head.state_dict(), kind="head", name="dicnet", config=head.config,
-                            segmenter=segmenter.identity, default_threshold=metrics["threshold"],
-                            metrics={k: summary[k] for k in ("val_ap", "val_auroc", "val_fpr95", "val_loss")},
-                            training=run_config)
-        tqdm.write(f"epoch {epoch}: loss {summary['train_loss']:.4f}  val loss {summary['val_loss']:.4f}  "
-                   f"AP {metrics['ap']:.3f}  AUROC {metrics['auroc']:.3f}  FPR95 {metrics['fpr95']:.3f}")
-    result: dict[str, Any] = {"checkpoint": str(checkpoint), "best": best}
-    result.update(_analyse(segmenter, checkpoint, val_frames, config.batch_size, device, bench_runs,
-                           (config.height, config.width)))
-    (out_dir / "summary.json").write_text(json.dumps(result, indent=2))
-    return result
+    name = "dicnet"
+    options_class = DiCNetOptions
+    default_lr = 2e-3
+    threshold_key = "threshold"
+
+    def __init__(self, config: HeadTrainingConfig, options: DiCNetOptions) -> None:
+        super().__init__(config, options)
+        self.options = options
+        self.passes = max(1, options.passes)
+        necks = self._standardiser_features()
+        self.head = new_head(self.segmenter, necks[0], config.height, width=options.width,
+                             calibration_features=necks).to(self.device)
+        self.steps_per_epoch *= self.passes
+        self.run_config["head_config"] = self.head.config
+        self.optimizer = torch.optim.AdamW(self.head.student.parameters(), lr=self.lr, weight_decay=WEIGHT_DECAY)
+
+    def _standardiser_features(self) -> list[torch.Tensor]:
+        chosen = self.train_frames[:: max(1, len(self.train_frames) // STANDARDISER_FRAMES)][:STANDARDISER_FRAMES]
+        with torch.inference_mode():
+            return [self.segmenter.run(b.images.to(self.device)).features["neck"].float().cpu()
+                    for b in batches(chosen, self.config.batch_size, shuffle=False, augment=False)]
+
+    def epoch(self) -> Iterable[Batch]:
+        self.head.train()
+        return (batch for _ in range(self.passes) for batch in self.train_batches())
+
+    def schedule(self, step: int, total: int, base: float) -> float:
+        return cosine_lr(step, total, base, warmup=min(50, total // 10))
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """MSE of the student to the teacher's standardised neck, on inlier cells."""
+        images = batch.images.to(self.device)
+        with torch.no_grad():
+            teacher = self.head.teacher_features(self.segmenter.run(images))
+        mask = inlier_cells(batch, teacher.shape[-2:]).to(self.device)
+        loss = distillation_loss(self.head, images, teacher, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"train_loss": loss.item()}
+
+    def validate(self) -> dict[str, float]:
+        """Recalibrate the score normalisation on inlier validation cells, then AP / AUROC / FPR95."""
+        valid = validation_pass(self.segmenter, self.head, self.val_frames, self.config.batch_size, self.device)
+        calibration = calibrate(self.head, valid.inlier_discrepancy())
+        metrics = pixel_metrics(dicnet_scores(self.head, valid), valid.ood)
+        return {"val_loss": float(valid.inlier_discrepancy().mean()), "val_ap": metrics["ap"],
+                "val_auroc": metrics["auroc"], "val_fpr95": metrics["fpr95"], "threshold": metrics["threshold"],
+                "score_centre": calibration["centre"], "score_scale": calibration["scale"]}
+
+    def finish(self, best: dict[str, Any], out: Path) -> dict[str, Any]:
+        """The kept checkpoint vs MSP on misclassified inlier pixels, and its CPU overhead (``summary.json``)."""
+        checkpoint = out / self.checkpoint_file
+        head = DiCNet.build(self.segmenter, str(checkpoint)).to(self.device)
+        analysis: dict[str, Any] = {"validation": compare_with_msp(self.segmenter, head, self.val_frames,
+                                                                   self.config.batch_size, self.device)}
+        if self.options.bench_runs > 0:
+            analysis["overhead"] = measure_overhead(self.segmenter, head, (self.config.height, self.config.width),
+                                                    self.options.bench_runs)
+            self.segmenter.to(self.device)
+        summary = {"checkpoint": str(checkpoint), "best": best, **analysis}
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
+        return analysis
 
 
 def compare_with_msp(segmenter: Segmenter, head: DiCNet, frames: Sequence[Frame], batch_size: int = 8,
@@ -431,15 +408,3 @@ def compare_with_msp(segmenter: Segmenter, head: DiCNet, frames: Sequence[Frame]
             "anomaly_vs_misclassified": anomaly_vs_misclassified(maps, valid),
         }
     return comparison
-
-
-def _analyse(segmenter: Segmenter, checkpoint: Path, frames: Sequence[Frame], batch_size: int,
-             device: torch.device, bench_runs: int, size: tuple[int, int]) -> dict[str, Any]:
-    """The best checkpoint vs MSP on misclassified inlier pixels, and the head's CPU overhead."""
-    head = DiCNet.build(segmenter, str(checkpoint)).to(device)
-    analysis: dict[str, Any] = {"validation": compare_with_msp(segmenter, head, frames, batch_size, device)}
-    if bench_runs > 0:
-        analysis["overhead"] = measure_overhead(segmenter, head, size, bench_runs)
-        segmenter.to(device)
-    return analysis
-

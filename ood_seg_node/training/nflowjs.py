@@ -23,12 +23,10 @@ on the same fine-tuned model, plus inlier mIoU (epoch 0 = the segmenter before f
 
 from __future__ import annotations
 
-import argparse
 import copy
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -36,105 +34,63 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ood_seg_node.checkpoints import load_checkpoint, save_checkpoint
+from ood_seg_node.checkpoints import Checkpoint, load_checkpoint, save_checkpoint
 from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY
 from ood_seg_node.datasets.base import Frame
-from ood_seg_node.heads.nflowjs import STATE_PREFIX, NFlowJS, js_to_uniform
-from ood_seg_node.segmenters import Segmenter, SegmenterError, build_segmenter
-from ood_seg_node.training import TRAIN_SEEDS, VAL_SEEDS
-from ood_seg_node.training.common import (
-    HeadTrainingConfig,
-    RunLog,
-    batches,
-    cosine_lr,
-    seed_everything,
-    synthetic_frames,
-)
+from ood_seg_node.heads.nflowjs import NFlowJS, js_to_uniform
+from ood_seg_node.segmenters import Segmenter, SegmenterError
+from ood_seg_node.training.common import Batch, HeadTrainingConfig, batches, cosine_lr, option
 from ood_seg_node.training.flows import PatchFlow
+from ood_seg_node.training.head_trainer import TRAINERS, HeadTrainer
 
 NEGATIVES = ("flow", "procedural", "none")
-DEFAULT_SEGMENTER_LR = 5e-4
+PRETRAINED_FLOW = "nflowjs_flow_pretrained.pt"
+FLOW = "nflowjs_flow.pt"  # the flow of the kept epoch, next to the head checkpoint
+SAMPLES = "nflowjs_samples.png"
 
 
 @dataclass
 class NFlowJSOptions:
-    """The ``--nflowjs-*`` flags (see :func:`add_arguments` for their meaning)."""
+    """The ``--nflowjs-*`` options: negatives, loss weights, the flow's pre-training and sampling, patch sizes."""
 
-    negatives: str = "flow"
-    loss_weight: float = 1.0
-    flow_weight: float = 1.0
-    flow_steps: int = 400
-    flow_batch: int = 32
-    flow_crop: int = 32
-    flow_lr: float = 1e-3
-    joint_flow_lr: float = 1e-4
-    flow_hidden: int = 48
-    flow_checkpoint: str = ""
-    freeze_flow: bool = False
-    patch_min: int = 8
-    patch_max: int = 48
-    patches_per_image: int = 1
-    temperature: float = 1.0
+    negatives: str = option("flow", "negatives pasted during fine-tuning: jointly trained flow samples (the "
+                                    "method), procedural obstacle patches, or none (plain fine-tuning)",
+                            choices=NEGATIVES)
+    loss_weight: float = option(1.0, "lambda, weight of the JS-to-uniform loss on pasted pixels")
+    flow_weight: float = option(1.0, "weight of the flow's NLL (bits/dim) on inlier crops in the joint loss")
+    flow_steps: int = option(400, "flow pre-training steps (maximum likelihood on inlier crops)")
+    flow_batch: int = option(32, "inlier crops per flow step")
+    flow_crop: int = option(32, "side of the inlier crops the flow is trained on, a multiple of 4")
+    flow_lr: float = option(1e-3, "flow pre-training learning rate")
+    joint_flow_lr: float = option(1e-4, "flow learning rate during joint fine-tuning")
+    flow_hidden: int = option(48, "width of the flow's coupling networks")
+    flow_checkpoint: str = option("", "start from this pre-trained flow (a nflowjs_flow.pt) and skip pre-training")
+    freeze_flow: bool = option(False, "ablation: paste samples of the pre-trained flow without training it jointly")
+    patch_min: int = option(8, "smallest pasted negative patch side in pixels")
+    patch_max: int = option(48, "largest pasted negative patch side in pixels")
+    patches_per_image: int = option(1, "negative patches pasted into each training image")
+    temperature: float = option(1.0, "standard deviation of the flow's latent samples")
 
-    @classmethod
-    def from_args(cls, args: argparse.Namespace) -> NFlowJSOptions:
-        """Collect the ``--nflowjs-*`` values (defaults for those absent) and check them."""
-        values = {f: getattr(args, f"nflowjs_{f}") for f in asdict(cls()) if hasattr(args, f"nflowjs_{f}")}
-        options = cls(**values)
-        if options.negatives not in NEGATIVES:
-            raise ValueError(f"--nflowjs-negatives must be one of {', '.join(NEGATIVES)}, "
-                             f"got {options.negatives!r}")
-        if not 4 <= options.patch_min <= options.patch_max:
+    def __post_init__(self) -> None:
+        if self.negatives not in NEGATIVES:
+            raise ValueError(f"--nflowjs-negatives must be one of {', '.join(NEGATIVES)}, got {self.negatives!r}")
+        if not 4 <= self.patch_min <= self.patch_max:
             raise ValueError(f"need 4 <= --nflowjs-patch-min <= --nflowjs-patch-max, got "
-                             f"{options.patch_min}, {options.patch_max}")
-        return options
-
-
-def add_arguments(group: argparse._ArgumentGroup) -> None:
-    """NFlowJS flags, all prefixed ``--nflowjs-``."""
-    d = NFlowJSOptions()
-    group.add_argument("--nflowjs-negatives", choices=NEGATIVES, default=d.negatives,
-                       help="negatives pasted during fine-tuning: jointly trained flow samples (the method), "
-                            "procedural obstacle patches, or none (plain fine-tuning); default %(default)s")
-    group.add_argument("--nflowjs-loss-weight", type=float, default=d.loss_weight,
-                       help="lambda, weight of the JS-to-uniform loss on pasted pixels (default %(default)s)")
-    group.add_argument("--nflowjs-flow-weight", type=float, default=d.flow_weight,
-                       help="weight of the flow's NLL (bits/dim) on inlier crops in the joint loss "
-                            "(default %(default)s)")
-    group.add_argument("--nflowjs-flow-steps", type=int, default=d.flow_steps,
-                       help="flow pre-training steps (maximum likelihood on inlier crops; "
-                            "default %(default)s)")
-    group.add_argument("--nflowjs-flow-batch", type=int, default=d.flow_batch,
-                       help="inlier crops per flow step (default %(default)s)")
-    group.add_argument("--nflowjs-flow-crop", type=int, default=d.flow_crop,
-                       help="side of the inlier crops the flow is trained on, a multiple of 4 "
-                            "(default %(default)s)")
-    group.add_argument("--nflowjs-flow-lr", type=float, default=d.flow_lr,
-                       help="flow pre-training learning rate (default %(default)s)")
-    group.add_argument("--nflowjs-joint-flow-lr", type=float, default=d.joint_flow_lr,
-                       help="flow learning rate during joint fine-tuning (default %(default)s)")
-    group.add_argument("--nflowjs-flow-hidden", type=int, default=d.flow_hidden,
-                       help="width of the flow's coupling networks (default %(default)s)")
-    group.add_argument("--nflowjs-flow-checkpoint", default=d.flow_checkpoint,
-                       help="start from this pre-trained flow (a nflowjs_flow.pt) and skip pre-training")
-    group.add_argument("--nflowjs-freeze-flow", action="store_true",
-                       help="ablation: paste samples of the pre-trained flow without training it jointly")
-    group.add_argument("--nflowjs-patch-min", type=int, default=d.patch_min,
-                       help="smallest pasted negative patch side in pixels (default %(default)s)")
-    group.add_argument("--nflowjs-patch-max", type=int, default=d.patch_max,
-                       help="largest pasted negative patch side in pixels (default %(default)s)")
-    group.add_argument("--nflowjs-patches-per-image", type=int, default=d.patches_per_image,
-                       help="negative patches pasted into each training image (default %(default)s)")
-    group.add_argument("--nflowjs-temperature", type=float, default=d.temperature,
-                       help="standard deviation of the flow's latent samples (default %(default)s)")
+                             f"{self.patch_min}, {self.patch_max}")
 
 
 # ---------------------------------------------------------------------------------------------- flow
 
 
+def flow_checkpoint(flow: PatchFlow, **meta: Any) -> Checkpoint:
+    """A flow checkpoint (kind ``flow``): its weights, architecture config and ``meta``."""
+    return Checkpoint(flow.state_dict(), {"kind": "flow", "name": "patchflow", "config": dict(flow.config), **meta})
+
+
 def save_flow(path: str | Path, flow: PatchFlow, **meta: Any) -> None:
-    """Write a flow checkpoint (kind ``flow``): its architecture config, weights and ``meta``."""
-    save_checkpoint(path, flow.state_dict(), kind="flow", name="patchflow", config=dict(flow.config), **meta)
+    """Write :func:`flow_checkpoint` to ``path``."""
+    checkpoint = flow_checkpoint(flow, **meta)
+    save_checkpoint(path, checkpoint.state_dict, **checkpoint.meta)
 
 
 def load_flow(path: str | Path) -> PatchFlow:
@@ -248,8 +204,8 @@ def paste_negatives(images: torch.Tensor, semantic: torch.Tensor, options: NFlow
 # ------------------------------------------------------------------------------------------ validation
 
 
-def validate(segmenter: Segmenter, frames: Sequence[Frame], batch_size: int,
-             device: torch.device) -> dict[str, float]:
+def validation_metrics(segmenter: Segmenter, frames: Sequence[Frame], batch_size: int,
+                       device: torch.device) -> dict[str, float]:
     """JS and MSP AP / AUROC / FPR95 (+ best-F1 threshold) and mIoU of one segmenter, in one pass."""
     from ood_seg_node.evaluation import ConfusionMatrix, StreamingOODMetrics, best_f1_threshold
     from ood_seg_node.heads.logit_scores import MSP
@@ -324,126 +280,111 @@ def _freeze_batchnorm(module: torch.nn.Module) -> None:
             child.eval()
 
 
-def _save(path: Path, segmenter: Segmenter, base: Segmenter, config: HeadTrainingConfig,
-          options: NFlowJSOptions, metrics: dict[str, Any]) -> None:
-    state = {f"{STATE_PREFIX}{k}": v for k, v in segmenter.state_dict().items()}
-    input_size = list(base.default_input_size) if base.default_input_size else [config.height, config.width]
-    save_checkpoint(
-        path, state, kind="head", name="nflowjs",
-        config={"segmenter_spec": base.spec, "input_size": input_size, "score": "1 - JSD(p||U)/JSD_max"},
-        segmenter=base.identity, default_threshold=float(metrics["val_threshold"]),
-        metrics=metrics, training=_run_config(config, options),
-    )
+@TRAINERS.register("nflowjs")
+class NFlowJSTrainer(HeadTrainer):
+    """Flow pre-training, then segmenter and flow fine-tuned jointly by Adam with a warm-up cosine schedule.
 
+    The segmenter before fine-tuning is validated as epoch 0; the best JS AP epoch is kept, its flow
+    beside it, and a figure of real patches and flow samples is drawn at the end.
+    """
 
-def _run_config(config: HeadTrainingConfig, options: NFlowJSOptions) -> dict[str, Any]:
-    return {**asdict(config), **{f"nflowjs_{k}": v for k, v in asdict(options).items()}}
+    name = "nflowjs"
+    options_class = NFlowJSOptions
+    default_lr = 5e-4  # of the segmenter; the flow's is --nflowjs-joint-flow-lr
+    validate_before = True
 
+    def __init__(self, config: HeadTrainingConfig, options: NFlowJSOptions) -> None:
+        super().__init__(config, options)
+        self.options = options
+        self.finetuned = copy.deepcopy(self.segmenter).requires_grad_(True)  # ``segmenter`` stays the base
+        self.head = NFlowJS(self.finetuned, self.segmenter.identity)
+        self.flow: PatchFlow | None = None
+        if options.negatives == "flow":
+            given = options.flow_checkpoint
+            self.flow = (load_flow(given) if given else PatchFlow(hidden=options.flow_hidden)).to(self.device)
+        self.joint_flow = self.flow is not None and not options.freeze_flow
+        groups = [{"params": list(self.finetuned.parameters()), "lr": self.lr}]
+        if self.joint_flow:
+            groups.append({"params": list(self.flow.parameters()), "lr": options.joint_flow_lr})
+        self.optimizer = torch.optim.Adam(groups)
 
-def train(config: HeadTrainingConfig, args: argparse.Namespace) -> dict[str, Any]:
-    """Pre-train the flow, fine-tune segmenter + flow jointly; best-AP checkpoint at ``<out>/nflowjs.pt``."""
-    options = NFlowJSOptions.from_args(args)
-    seed_everything(config.seed)
-    rng = np.random.default_rng(config.seed)
-    device = torch.device(config.device)
-    out = Path(config.out)
-    base = build_segmenter(config.segmenter, config.segmenter_checkpoint)
-    if base.spec.split(":")[0] not in ("builtin", "torchvision"):
-        raise SegmenterError(f"NFlowJS fine-tunes the segmenter; {base.spec} cannot be fine-tuned "
-                             "(use builtin or torchvision:<arch>)")
-    segmenter = copy.deepcopy(base).to(device)
-    for parameter in segmenter.parameters():
-        parameter.requires_grad_(True)
-    train_frames = synthetic_frames(TRAIN_SEEDS[: config.sequences], config.frames_per_sequence,
-                                    config.height, config.width, desc="training frames")
-    val_frames = synthetic_frames(VAL_SEEDS[: config.val_sequences], config.frames_per_sequence,
-                                  config.height, config.width, desc="validation frames")
+    def check_segmenter(self) -> None:
+        """NFlowJS fine-tunes the segmenter, so it must be one whose weights can be trained here."""
+        if self.segmenter.spec.split(":")[0] not in ("builtin", "torchvision"):
+            raise SegmenterError(f"NFlowJS fine-tunes the segmenter; {self.segmenter.spec} cannot be fine-tuned "
+                                 "(use builtin or torchvision:<arch>)")
 
-    flow: PatchFlow | None = None
-    flow_history: list[float] = []
-    if options.negatives == "flow":
-        if options.flow_checkpoint:
-            flow = load_flow(options.flow_checkpoint).to(device)
-        else:
-            flow = PatchFlow(hidden=options.flow_hidden).to(device)
-            flow_history = pretrain_flow(flow, train_frames, options, device, seed=config.seed)
-            save_flow(out / "nflowjs_flow_pretrained.pt", flow, bits_per_dim=flow_history[-1])
-        if options.freeze_flow:
-            flow.requires_grad_(False)
+    def pretrain(self, out: Path) -> dict[str, Any]:
+        """Pre-train the flow (unless one was given), saved as ``nflowjs_flow_pretrained.pt``."""
+        if self.flow is None:
+            return {}
+        report: dict[str, Any] = {}
+        if not self.options.flow_checkpoint:
+            history = pretrain_flow(self.flow, self.train_frames, self.options, self.device, seed=self.config.seed)
+            save_flow(out / PRETRAINED_FLOW, self.flow, bits_per_dim=history[-1])
+            report["flow_final_bpd"] = history[-1]
+        if self.options.freeze_flow:
+            self.flow.requires_grad_(False)
+        return report
 
-    log = RunLog(out, _run_config(config, options), monitor="val_ap")
-    before = validate(segmenter, val_frames, config.batch_size, device)
-    tqdm.write(f"before fine-tuning: JS AP {before['ap']:.3f}  MSP AP {before['msp_ap']:.3f}  "
-               f"mIoU {before['miou']:.3f}")
-    log.records.append({"epoch": 0, **{f"val_{k}": v for k, v in before.items()}})
+    def epoch(self) -> Iterable[Batch]:
+        self.finetuned.train()
+        _freeze_batchnorm(self.finetuned)
+        if self.flow is not None:
+            self.flow.train()
+        return self.train_batches()
 
-    seg_lr = config.lr or DEFAULT_SEGMENTER_LR
-    groups = [{"params": list(segmenter.parameters()), "lr": seg_lr, "base": seg_lr}]
-    joint_flow = flow is not None and not options.freeze_flow
-    if joint_flow:
-        flow_lr = options.joint_flow_lr
-        groups.append({"params": list(flow.parameters()), "lr": flow_lr, "base": flow_lr})
-    optimizer = torch.optim.Adam(groups)
-    steps_per_epoch = -(-len(train_frames) // config.batch_size)
-    total = steps_per_epoch * config.epochs
-    warmup = max(1, min(10, total // 10))
-    step = 0
-    best: dict[str, Any] = {}
-    for epoch in range(1, config.epochs + 1):
-        segmenter.train()
-        _freeze_batchnorm(segmenter)
-        if flow is not None:
-            flow.train()
-        sums = {"loss": 0.0, "ce": 0.0, "js": 0.0, "nll": 0.0}
-        bar = tqdm(batches(train_frames, config.batch_size, shuffle=True, augment=True),
-                   total=steps_per_epoch, desc=f"epoch {epoch}/{config.epochs}", unit="batch")
-        for batch in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, group["base"], warmup=warmup)
-            images, semantic = batch.images.to(device), batch.semantic.to(device)
-            # the world's own obstacles are never learnt (already void in ``semantic``; made sure here)
-            semantic = semantic.masked_fill(batch.ood.to(device) == OOD_ANOMALY, IGNORE_INDEX)
-            images, semantic, negative = paste_negatives(images, semantic, options, flow, rng)
-            logits = segmenter.run(images).logits
-            logits = F.interpolate(logits, size=semantic.shape[-2:], mode="bilinear", align_corners=False)
-            ce = F.cross_entropy(logits, semantic, ignore_index=IGNORE_INDEX)
-            js = js_to_uniform(logits)[negative].mean() if bool(negative.any()) else logits.new_zeros(())
-            loss = ce + options.loss_weight * js
-            nll = logits.new_zeros(())
-            if joint_flow:
-                crops = inlier_crops(train_frames, options.flow_crop, options.flow_batch, rng)
-                nll = flow.bits_per_dim(crops.to(device))
-                loss = loss + options.flow_weight * nll
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if joint_flow:
-                torch.nn.utils.clip_grad_norm_(flow.parameters(), 50.0)
-            optimizer.step()
-            step += 1
-            values = {"loss": loss.item(), "ce": ce.item(), "js": js.item(), "nll": nll.item()}
-            for key, value in values.items():
-                sums[key] += value
-            bar.set_postfix(ce=f"{values['ce']:.3f}", js=f"{values['js']:.3f}", nll=f"{values['nll']:.2f}")
-        metrics = validate(segmenter, val_frames, config.batch_size, device)
-        summary = {**{f"train_{k}": v / steps_per_epoch for k, v in sums.items()},
-                   **{f"val_{k}": v for k, v in metrics.items()}}
-        if log.record(epoch, **summary):
-            best = {**summary, "epoch": epoch, "val_miou_before": before["miou"],
-                    "val_ap_before": before["ap"], "val_msp_ap_before": before["msp_ap"]}
-            _save(out / "nflowjs.pt", segmenter, base, config, options, best)
-            if flow is not None:
-                save_flow(out / "nflowjs_flow.pt", flow, epoch=epoch)
-        tqdm.write(f"epoch {epoch}: loss {summary['train_loss']:.3f}  JS AP {metrics['ap']:.3f}  "
-                   f"MSP AP {metrics['msp_ap']:.3f}  FPR95 {metrics['fpr95']:.3f}  "
-                   f"mIoU {metrics['miou']:.3f}")
-    if flow is not None:
-        figure_flows = {}
-        if (out / "nflowjs_flow_pretrained.pt").is_file():
-            figure_flows["pre-trained"] = load_flow(out / "nflowjs_flow_pretrained.pt")
-        best_flow = out / "nflowjs_flow.pt"
-        label = "joint" if joint_flow else "flow"
-        figure_flows[label] = load_flow(best_flow) if best_flow.is_file() else flow
-        save_sample_figure(figure_flows, train_frames, out / "nflowjs_samples.png")
-    result = {"checkpoint": str(out / "nflowjs.pt"), "negatives": options.negatives,
-              "flow_final_bpd": flow_history[-1] if flow_history else math.nan, **best}
-    return result
+    def schedule(self, step: int, total: int, base: float) -> float:
+        return cosine_lr(step, total, base, warmup=max(1, min(10, total // 10)))
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """Paste negatives; CE on inliers + lambda JSD-to-uniform on negatives (+ the flow's NLL when joint)."""
+        options, device = self.options, self.device
+        images, semantic = batch.images.to(device), batch.semantic.to(device)
+        # the world's own obstacles are never learnt (already void in ``semantic``; made sure here)
+        semantic = semantic.masked_fill(batch.ood.to(device) == OOD_ANOMALY, IGNORE_INDEX)
+        images, semantic, negative = paste_negatives(images, semantic, options, self.flow, self.rng)
+        logits = self.finetuned.run(images).logits
+        logits = F.interpolate(logits, size=semantic.shape[-2:], mode="bilinear", align_corners=False)
+        ce = F.cross_entropy(logits, semantic, ignore_index=IGNORE_INDEX)
+        js = js_to_uniform(logits)[negative].mean() if bool(negative.any()) else logits.new_zeros(())
+        loss = ce + options.loss_weight * js
+        nll = logits.new_zeros(())
+        if self.joint_flow:
+            crops = inlier_crops(self.train_frames, options.flow_crop, options.flow_batch, self.rng)
+            nll = self.flow.bits_per_dim(crops.to(device))
+            loss = loss + options.flow_weight * nll
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.joint_flow:
+            torch.nn.utils.clip_grad_norm_(self.flow.parameters(), 50.0)
+        self.optimizer.step()
+        return {"train_loss": loss.item(), "train_ce": ce.item(), "train_js": js.item(), "train_nll": nll.item()}
+
+    def validate(self) -> dict[str, float]:
+        """JS and MSP AP / AUROC / FPR95 (+ best-F1 thresholds) and mIoU of the fine-tuned segmenter."""
+        metrics = validation_metrics(self.finetuned, self.val_frames, self.config.batch_size, self.device)
+        return {f"val_{key}": value for key, value in metrics.items()}
+
+    def head_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The head's weights (the fine-tuned segmenter's) and the base segmenter with its input size."""
+        base = self.segmenter
+        input_size = list(base.default_input_size or (self.config.height, self.config.width))
+        config = {"segmenter_spec": base.spec, "input_size": input_size, "score": "1 - JSD(p||U)/JSD_max"}
+        return self.head.state_dict(), config
+
+    def checkpoints(self, record: dict[str, float]) -> dict[str, Checkpoint]:
+        """The head checkpoint and, beside it, the flow of the same epoch."""
+        files = super().checkpoints(record)
+        if self.flow is not None:
+            files[FLOW] = flow_checkpoint(self.flow, epoch=record["epoch"])
+        return files
+
+    def finish(self, best: dict[str, Any], out: Path) -> dict[str, Any]:
+        """Draw real inlier patches next to samples of the pre-trained and the kept flow."""
+        if self.flow is None:
+            return {}
+        flows = {"pre-trained": load_flow(out / PRETRAINED_FLOW)} if (out / PRETRAINED_FLOW).is_file() else {}
+        flows["joint" if self.joint_flow else "flow"] = load_flow(out / FLOW)
+        save_sample_figure(flows, self.train_frames, out / SAMPLES)
+        return {"samples": str(out / SAMPLES)}

@@ -29,55 +29,43 @@ instead of 512.
 
 from __future__ import annotations
 
-import argparse
 from contextlib import contextmanager
-from dataclasses import asdict
-from pathlib import Path
-from typing import Any, Iterator
+from dataclasses import dataclass
+from typing import Iterator
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
-from ood_seg_node.checkpoints import save_checkpoint
 from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY, OOD_IGNORE, OOD_INLIER
-from ood_seg_node.heads.base import check_taps
 from ood_seg_node.heads.rpl import DEFAULT_DILATIONS, DEFAULT_WIDTH, RPLHead
-from ood_seg_node.segmenters import Segmenter, build_segmenter
-from ood_seg_node.training import TRAIN_SEEDS, VAL_SEEDS
-from ood_seg_node.training.common import (
-    HeadTrainingConfig,
-    RunLog,
-    batches,
-    evaluate_head,
-    poly_lr,
-    seed_everything,
-    synthetic_frames,
-)
+from ood_seg_node.segmenters import Segmenter
+from ood_seg_node.training.common import Batch, HeadTrainingConfig, option
+from ood_seg_node.training.head_trainer import TRAINERS, HeadTrainer
 from ood_seg_node.training.outliers import DEFAULT_SCALES, build_outlier_source, context_batch, paste_outliers
 
-DEFAULT_LR = 1e-3
 TEMPERATURE = 0.1
 
 
-def add_arguments(group: argparse._ArgumentGroup) -> None:
-    """RPL's own ``train-head`` flags."""
-    group.add_argument("--rpl-corocl", choices=("on", "off"), default="on",
-                       help="context-robust contrastive learning (off = the paper's RPL-only ablation)")
-    group.add_argument("--rpl-outliers", default="procedural",
-                       help="outlier source: 'procedural' (the world's obstacle generator) or a folder of "
-                            "images with masks in a COCO-like layout (images/ + masks/, or RPL's "
-                            "annotations/ood_seg_<split>/ + <split>/)")
-    group.add_argument("--rpl-energy-weight", type=float, default=0.05,
-                       help="weight of the positive energy loss on pasted pixels (paper: 0.05)")
-    group.add_argument("--rpl-corocl-weight", type=float, default=1.0, help="weight of the CoroCL loss")
-    group.add_argument("--rpl-width", type=int, default=DEFAULT_WIDTH, help="ASPP width of the RPL module")
-    group.add_argument("--rpl-max-views", type=int, default=256,
-                       help="CoroCL pixels sampled per group (outlier/inlier x pasted/context) per step")
-    group.add_argument("--rpl-scales", default=",".join(str(s) for s in DEFAULT_SCALES),
-                       help="comma-separated pasted-object heights as fractions of the image height")
+@dataclass
+class RPLOptions:
+    """The ``--rpl-*`` options: outlier source, loss weights, module width, CoroCL sampling."""
+
+    corocl: str = option("on", "context-robust contrastive learning (off = the paper's RPL-only ablation)",
+                         choices=("on", "off"))
+    outliers: str = option("procedural", "outlier source: 'procedural' (the world's obstacle generator) or a "
+                                         "folder of images with masks in a COCO-like layout (images/ + masks/, "
+                                         "or RPL's annotations/ood_seg_<split>/ + <split>/)")
+    energy_weight: float = option(0.05, "weight of the positive energy loss on pasted pixels (paper: 0.05)")
+    corocl_weight: float = option(1.0, "weight of the CoroCL loss")
+    width: int = option(DEFAULT_WIDTH, "ASPP width of the RPL module")
+    max_views: int = option(256, "CoroCL pixels sampled per group (outlier/inlier x pasted/context) per step")
+    scales: str = option(",".join(str(s) for s in DEFAULT_SCALES),
+                         "comma-separated pasted-object heights as fractions of the image height")
+
+    def scale_values(self) -> list[float]:
+        """:attr:`scales` as numbers."""
+        return [float(scale) for scale in self.scales.split(",") if scale.strip()]
 
 
 # ----------------------------------------------------------------------------------------------- losses
@@ -265,87 +253,40 @@ def training_labels(semantic: torch.Tensor, ood: torch.Tensor) -> tuple[torch.Te
     return semantic, clean
 
 
-def _arg(args: Any, name: str, default: Any) -> Any:
-    value = getattr(args, name, None)
-    return default if value is None else value
+@TRAINERS.register("rpl")
+class RPLTrainer(HeadTrainer):
+    """The RPL module (and CoroCL's projection) by Adam with the poly schedule; best validation AP kept."""
 
+    name = "rpl"
+    options_class = RPLOptions
+    default_lr = 1e-3
 
-def train(config: HeadTrainingConfig, args: Any) -> dict[str, Any]:
-    """Train the RPL module on a frozen segmenter; best-validation-AP checkpoint at ``<out>/rpl.pt``."""
-    use_corocl = _arg(args, "rpl_corocl", "on") == "on"
-    energy_weight = float(_arg(args, "rpl_energy_weight", 0.05))
-    corocl_weight = float(_arg(args, "rpl_corocl_weight", 1.0))
-    width = int(_arg(args, "rpl_width", DEFAULT_WIDTH))
-    max_views = int(_arg(args, "rpl_max_views", 256))
-    scales_arg = _arg(args, "rpl_scales", DEFAULT_SCALES)
-    scales = ([float(s) for s in scales_arg.split(",") if s.strip()] if isinstance(scales_arg, str)
-              else [float(s) for s in scales_arg])
-    outliers_spec = str(_arg(args, "rpl_outliers", "procedural"))
-    lr = config.lr or DEFAULT_LR
+    def __init__(self, config: HeadTrainingConfig, options: RPLOptions) -> None:
+        super().__init__(config, options)
+        self.options = options
+        self.scales = options.scale_values()
+        self.source = build_outlier_source(options.outliers)
+        self.head = RPLHead(self.segmenter, width=options.width, dilations=DEFAULT_DILATIONS).to(self.device)
+        self.projector = ProjectionHead(options.width).to(self.device) if options.corocl == "on" else None
+        params = list(self.head.parameters())
+        if self.projector is not None:
+            params += list(self.projector.parameters())
+        self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=1e-4)
 
-    seed_everything(config.seed)
-    rng = np.random.default_rng(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    device = torch.device(config.device)
-    out_dir = Path(config.out or "runs/rpl")
-    source = build_outlier_source(outliers_spec)
-
-    segmenter = build_segmenter(config.segmenter, config.segmenter_checkpoint).to(device).eval()
-    for parameter in segmenter.parameters():
-        parameter.requires_grad_(False)
-    check_taps("rpl", segmenter, RPLHead.required_taps)
-    head = RPLHead(segmenter, width=width, dilations=DEFAULT_DILATIONS).to(device)
-    projector = ProjectionHead(width).to(device) if use_corocl else None
-    params = list(head.parameters()) + (list(projector.parameters()) if projector is not None else [])
-    optimizer = torch.optim.Adam(params, lr=lr, weight_decay=1e-4)
-
-    train_frames = synthetic_frames(TRAIN_SEEDS[: config.sequences], config.frames_per_sequence,
-                                    config.height, config.width, desc="training frames")
-    val_frames = synthetic_frames(VAL_SEEDS[: config.val_sequences], config.frames_per_sequence,
-                                  config.height, config.width, desc="validation frames")
-    run_config = {**asdict(config), "rpl_corocl": "on" if use_corocl else "off",
-                  "rpl_outliers": outliers_spec, "rpl_energy_weight": energy_weight,
-                  "rpl_corocl_weight": corocl_weight, "rpl_width": width, "rpl_max_views": max_views,
-                  "rpl_scales": scales, "lr": lr}
-    log = RunLog(out_dir, run_config, monitor="val_ap")
-    steps_per_epoch = -(-len(train_frames) // config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    checkpoint_path = out_dir / "rpl.pt"
-    best: dict[str, Any] = {}
-    step = 0
-    for epoch in range(1, config.epochs + 1):
-        head.train()
-        sums: dict[str, float] = {}
-        bar = tqdm(batches(train_frames, config.batch_size, shuffle=True, augment=True),
-                   total=steps_per_epoch, desc=f"rpl epoch {epoch}/{config.epochs}", unit="batch")
-        for batch in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = poly_lr(step, total_steps, lr)
-            semantic, clean = training_labels(batch.semantic, batch.ood)
-            images, _, labels = paste_outliers(batch.images, semantic, clean, source, rng, scales=scales)
-            ctx_images = ctx_labels = None
-            if use_corocl:
-                ctx_images, ctx_labels = context_batch(source, rng, max(1, images.shape[0] // 2),
-                                                       config.height, config.width)
-                ctx_images, ctx_labels = ctx_images.to(device), ctx_labels.to(device)
-            losses = rpl_losses(segmenter, head, projector, images.to(device), labels.to(device), ctx_images,
-                                ctx_labels, energy_weight=energy_weight, corocl_weight=corocl_weight,
-                                max_views=max_views, generator=generator)
-            optimizer.zero_grad(set_to_none=True)
-            losses["total"].backward()
-            optimizer.step()
-            step += 1
-            for key, value in losses.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach())
-            bar.set_postfix(loss=f"{float(losses['total'].detach()):.3f}",
-                            energy=f"{float(losses['energy'].detach()):.2f}")
-        train_metrics = {f"train_{k}": v / max(1, steps_per_epoch) for k, v in sums.items()}
-        val = evaluate_head(segmenter, head, val_frames, batch_size=config.batch_size)
-        val_metrics = {f"val_{k}": float(v) for k, v in val.items()}
-        if log.record(epoch, **train_metrics, **val_metrics):
-            best = {"epoch": epoch, **train_metrics, **val_metrics}
-            save_checkpoint(checkpoint_path, head.state_dict(), kind="head", name="rpl", config=head.config,
-                            segmenter=segmenter.identity, default_threshold=float(val["threshold"]),
-                            metrics={k: float(v) for k, v in val.items()}, training=run_config)
-        print(f"epoch {epoch}: val AP {val['ap']:.4f} FPR95 {val['fpr95']:.4f} AUROC {val['auroc']:.4f}")
-    return {"head": "rpl", "checkpoint": str(checkpoint_path), "log": str(out_dir / "log.json"), **best}
+    def step(self, batch: Batch) -> dict[str, float]:
+        """Paste outliers (and draw the outlier source's contexts for CoroCL), one step on all RPL losses."""
+        semantic, clean = training_labels(batch.semantic, batch.ood)
+        images, _, labels = paste_outliers(batch.images, semantic, clean, self.source, self.rng, scales=self.scales)
+        ctx_images = ctx_labels = None
+        if self.projector is not None:
+            ctx_images, ctx_labels = context_batch(self.source, self.rng, max(1, images.shape[0] // 2),
+                                                   self.config.height, self.config.width)
+            ctx_images, ctx_labels = ctx_images.to(self.device), ctx_labels.to(self.device)
+        losses = rpl_losses(self.segmenter, self.head, self.projector, images.to(self.device),
+                            labels.to(self.device), ctx_images, ctx_labels,
+                            energy_weight=self.options.energy_weight, corocl_weight=self.options.corocl_weight,
+                            max_views=self.options.max_views, generator=self.generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        self.optimizer.step()
+        return {f"train_{key}": float(value.detach()) for key, value in losses.items()}

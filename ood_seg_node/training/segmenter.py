@@ -5,33 +5,41 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Iterable
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ood_seg_node.checkpoints import save_checkpoint
+from ood_seg_node.checkpoints import Checkpoint, save_checkpoint
 from ood_seg_node.cityscapes import IGNORE_INDEX, NUM_CLASSES
 from ood_seg_node.segmenters.builtin import BuiltinSegmenter
-from ood_seg_node.training import TRAIN_SEEDS, VAL_SEEDS
-from ood_seg_node.training.common import RunLog, batches, cosine_lr, seed_everything, synthetic_frames
+from ood_seg_node.training.common import (
+    Batch,
+    TrainingConfig,
+    batches,
+    cosine_lr,
+    option,
+    seed_everything,
+    training_and_validation_frames,
+)
+from ood_seg_node.training.loop import Trainer
+
+CHECKPOINT = "builtin_segmenter.pt"
 
 
 @dataclass
-class SegmenterTrainingConfig:
-    out: str = "runs/segmenter"
-    sequences: int = 60
-    frames_per_sequence: int = 8
-    val_sequences: int = 6
-    epochs: int = 10
-    batch_size: int = 8
-    crop_height: int = 160  # random crops keep CPU training short; inference runs on whole frames
-    crop_width: int = 320
-    lr: float = 3e-3
-    weight_decay: float = 1e-4
-    height: int = 256
-    width: int = 512
-    seed: int = 0
+class SegmenterTrainingConfig(TrainingConfig):
+    """The ``ood_seg train-segmenter`` options: the shared ones with the segmenter's defaults, and crops."""
+
+    out: str = option("runs/segmenter", "output folder for the checkpoint and log.json")
+    sequences: int = option(60, "training sequences of the synthetic world")
+    epochs: int = option(10, "training epochs, each followed by a validation")
+    lr: float = option(3e-3, "base learning rate (AdamW, warm-up cosine schedule)")
+    weight_decay: float = option(1e-4, "AdamW weight decay")
+    # random crops keep CPU training short; inference runs on whole frames
+    crop_height: int = option(160, "training crop height")
+    crop_width: int = option(320, "training crop width")
 
 
 def evaluate_miou(model: BuiltinSegmenter, frames, batch_size: int) -> dict[str, float]:
@@ -49,51 +57,59 @@ def evaluate_miou(model: BuiltinSegmenter, frames, batch_size: int) -> dict[str,
     return confusion.compute()
 
 
-def train_segmenter(config: SegmenterTrainingConfig) -> dict[str, float]:
-    """Train, validate each epoch, keep the best-mIoU checkpoint at ``<out>/builtin_segmenter.pt``."""
-    seed_everything(config.seed)
-    out = Path(config.out)
-    train = synthetic_frames(TRAIN_SEEDS[: config.sequences], config.frames_per_sequence,
-                             config.height, config.width, desc="training frames")
-    val = synthetic_frames(VAL_SEEDS[: config.val_sequences], config.frames_per_sequence,
-                           config.height, config.width, desc="validation frames")
-    model = BuiltinSegmenter()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    steps_per_epoch = -(-len(train) // config.batch_size)
-    total = steps_per_epoch * config.epochs
-    log = RunLog(out, asdict(config), monitor="val_miou")
-    step = 0
-    best: dict[str, float] = {}
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        running = 0.0
-        crop = (config.crop_height, config.crop_width)
-        bar = tqdm(batches(train, config.batch_size, shuffle=True, augment=True, crop=crop), total=steps_per_epoch,
-                   desc=f"epoch {epoch}/{config.epochs}", unit="batch")
-        for batch in bar:
-            for group in optimizer.param_groups:
-                group["lr"] = cosine_lr(step, total, config.lr)
-            logits = model.run(batch.images).logits
-            logits = F.interpolate(logits, size=batch.semantic.shape[-2:], mode="bilinear", align_corners=False)
-            loss = F.cross_entropy(logits, batch.semantic, ignore_index=IGNORE_INDEX)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            running += float(loss)
-            step += 1
-            bar.set_postfix(loss=f"{float(loss):.3f}")
-        metrics = evaluate_miou(model, val, config.batch_size)
-        summary = {"train_loss": running / steps_per_epoch, "val_miou": metrics["miou"]}
-        if log.record(epoch, **summary):
-            best = {**summary, "epoch": epoch}
-            save_checkpoint(
-                out / "builtin_segmenter.pt", model.state_dict(), kind="segmenter", name="builtin",
-                config={"input_size": [config.height, config.width], "training": asdict(config)},
-                metrics={"val_miou": metrics["miou"], "iou_per_class": metrics.get("iou_per_class", {})},
-            )
-        tqdm.write(f"epoch {epoch}: loss {summary['train_loss']:.3f}  val mIoU {metrics['miou']:.3f}")
-    best["calibration"] = calibrate_logit_heads(out / "builtin_segmenter.pt", val)
-    return best
+class SegmenterTrainer(Trainer):
+    """The builtin segmenter by cross-entropy on random crops (AdamW, warm-up cosine); best validation mIoU kept.
+
+    After training, each training-free head's threshold is calibrated into the kept checkpoint.
+    """
+
+    name = "segmenter"
+    monitor = "val_miou"
+
+    def __init__(self, config: SegmenterTrainingConfig) -> None:
+        seed_everything(config.seed)
+        self.config = config
+        self.train_frames, self.val_frames = training_and_validation_frames(config)
+        self.model = BuiltinSegmenter()
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.steps_per_epoch = -(-len(self.train_frames) // config.batch_size)
+        self.run_config = asdict(config)
+        self.iou_per_class: dict[str, float] = {}  # of the last validation, for the checkpoint's metrics
+
+    def epoch(self) -> Iterable[Batch]:
+        self.model.train()
+        return batches(self.train_frames, self.config.batch_size, shuffle=True, augment=True,
+                       crop=(self.config.crop_height, self.config.crop_width))
+
+    def schedule(self, step: int, total: int, base: float) -> float:
+        return cosine_lr(step, total, base)
+
+    def step(self, batch: Batch) -> dict[str, float]:
+        """Cross-entropy of the upsampled logits; void pixels (obstacles included) ignored."""
+        logits = self.model.run(batch.images).logits
+        logits = F.interpolate(logits, size=batch.semantic.shape[-2:], mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(logits, batch.semantic, ignore_index=IGNORE_INDEX)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"train_loss": float(loss.detach())}
+
+    def validate(self) -> dict[str, float]:
+        """Validation mIoU; the per-class IoUs are kept for the checkpoint."""
+        metrics = evaluate_miou(self.model, self.val_frames, self.config.batch_size)
+        self.iou_per_class = metrics["iou_per_class"]
+        return {"val_miou": metrics["miou"]}
+
+    def checkpoints(self, record: dict[str, float]) -> dict[str, Checkpoint]:
+        """``builtin_segmenter.pt``, with the input size the pipeline resizes to."""
+        config = {"input_size": [self.config.height, self.config.width], "training": self.run_config}
+        meta = {"kind": "segmenter", "name": "builtin", "config": config,
+                "metrics": {"val_miou": record["val_miou"], "iou_per_class": self.iou_per_class}}
+        return {CHECKPOINT: Checkpoint(self.model.state_dict(), meta)}
+
+    def finish(self, best: dict[str, Any], out: Path) -> dict[str, Any]:
+        """Calibrate the training-free heads' thresholds into the kept checkpoint."""
+        return {"calibration": calibrate_logit_heads(out / CHECKPOINT, self.val_frames)}
 
 
 def calibrate_logit_heads(checkpoint: str | Path, frames) -> dict[str, float]:

@@ -1,0 +1,129 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""What every trained head's trainer shares, and the registry ``ood_seg train-head --head <name>`` reads.
+
+A head trainer is a :class:`HeadTrainer` subclass registered with ``@TRAINERS.register(name)`` under its
+head's name: an options dataclass (each field is a ``--<name>-<field>`` flag of ``train-head``), its head and
+optimizer built in ``__init__``, and a ``step``; the base class supplies the rest of what
+:func:`ood_seg_node.training.loop.fit` calls, for a trainer to override where its method differs. The
+checkpoint it writes is the one its head's ``build`` loads: the head's weights and architecture config, the
+identity of the segmenter it was trained on, and the best-F1 validation threshold.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, ClassVar, Iterable
+
+import numpy as np
+import torch
+
+from ood_seg_node.checkpoints import Checkpoint
+from ood_seg_node.heads import HEADS, TrainedHead, check_taps
+from ood_seg_node.registry import Registry
+from ood_seg_node.segmenters import Segmenter, build_segmenter
+from ood_seg_node.training.common import (
+    Batch,
+    HeadTrainingConfig,
+    batches,
+    evaluate_head,
+    poly_lr,
+    seed_everything,
+    training_and_validation_frames,
+)
+from ood_seg_node.training.loop import Trainer
+
+
+def freeze(segmenter: Segmenter) -> Segmenter:
+    """The segmenter in eval mode without gradients: a head learns from it, never changes it."""
+    segmenter.eval()
+    for parameter in segmenter.parameters():
+        parameter.requires_grad_(False)
+    return segmenter
+
+
+class HeadTrainer(Trainer):
+    """A trained head's trainer on the synthetic world, on a frozen segmenter.
+
+    ``__init__`` seeds every generator, builds and freezes the segmenter, checks it, and renders the
+    training and validation frames; the subclass then sets :attr:`head` and the optimizer. By default an
+    epoch trains :attr:`head` on shuffled, flipped batches under the poly schedule (DeepLab's, as ObsNet and
+    RPL train), validation scores it like the pipeline does, and the checkpoint holds its ``state_dict`` and
+    ``config``.
+
+    Attributes:
+        options_class: the dataclass of the head's own options.
+        default_lr: the learning rate when ``--lr`` is 0.
+        threshold_key: the validation metric saved as the checkpoint's ``default_threshold``.
+        head: the head being trained (set by the subclass).
+        rng: NumPy generator of the trainer's own random draws (pasting, attack regions).
+        generator: torch generator of the same (attack targets, pixel sampling).
+    """
+
+    options_class: ClassVar[type]
+    default_lr: ClassVar[float]
+    threshold_key: ClassVar[str] = "val_threshold"
+    head: TrainedHead
+
+    def __init__(self, config: HeadTrainingConfig, options: Any) -> None:
+        seed_everything(config.seed)
+        self.config = config
+        self.device = torch.device(config.device)
+        self.lr = config.lr or self.default_lr
+        self.segmenter = freeze(build_segmenter(config.segmenter, config.segmenter_checkpoint)).to(self.device)
+        self.check_segmenter()
+        self.train_frames, self.val_frames = training_and_validation_frames(config)
+        self.steps_per_epoch = -(-len(self.train_frames) // config.batch_size)
+        self.rng = np.random.default_rng(config.seed)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.run_config: dict[str, Any] = {
+            **asdict(config), "lr": self.lr, **{f"{self.name}_{k}": v for k, v in asdict(options).items()},
+            "segmenter_identity": self.segmenter.identity,
+        }
+
+    @property
+    def checkpoint_file(self) -> str:
+        """The head checkpoint's file name in the output folder."""
+        return f"{self.name}.pt"
+
+    def check_segmenter(self) -> None:
+        """Refuse, before any frame is rendered, a segmenter the head cannot work with (missing taps)."""
+        check_taps(self.name, self.segmenter, HEADS.get(self.name).required_taps)
+
+    def train_batches(self) -> Iterable[Batch]:
+        """One shuffled, flip-augmented epoch of the training frames."""
+        return batches(self.train_frames, self.config.batch_size, shuffle=True, augment=True)
+
+    def epoch(self) -> Iterable[Batch]:
+        self.head.train()
+        return self.train_batches()
+
+    def schedule(self, step: int, total: int, base: float) -> float:
+        return poly_lr(step, total, base)
+
+    def validate(self) -> dict[str, float]:
+        """AP / AUROC / FPR95 of the head's scores against the *anomaly* ground truth, best-F1 threshold.
+
+        Runs on CPU, where :func:`evaluate_head` keeps its batches (the models are small to move), and
+        moves the models back afterwards.
+        """
+        metrics = evaluate_head(self.segmenter.cpu(), self.head.cpu().eval(), self.val_frames,
+                                self.config.batch_size)
+        self.segmenter.to(self.device)
+        self.head.to(self.device)
+        return {f"val_{key}": float(value) for key, value in metrics.items()}
+
+    def head_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The head's weights and the architecture config its ``from_config`` rebuilds it from."""
+        return self.head.state_dict(), self.head.config
+
+    def checkpoints(self, record: dict[str, float]) -> dict[str, Checkpoint]:
+        """``<name>.pt``: what the head's ``build`` loads, tied to this segmenter, with its threshold."""
+        state, config = self.head_state()
+        meta = {"kind": "head", "name": self.name, "config": config, "segmenter": self.segmenter.identity,
+                "default_threshold": float(record[self.threshold_key]), "metrics": record,
+                "training": self.run_config}
+        return {self.checkpoint_file: Checkpoint(state, meta)}
+
+
+# head name -> its trainer; ood_seg_node.training.trainers imports every trainer module, which registers it
+TRAINERS: Registry[type[HeadTrainer]] = Registry("trainer")
