@@ -69,9 +69,11 @@ _DELIVERY_WARN_EVERY_S = 30.0
 
 
 def _output_qos(depth: int) -> QoSProfile:
-    """Reliable reaches reliable and best-effort subscribers alike. Depth 1 never holds more than one large
-    image per topic, but a reliable subscriber that acknowledges late loses a frame published meanwhile:
-    replays that evaluate every frame ask for more (``output_depth``)."""
+    """Reliable output QoS: reaches reliable and best-effort subscribers alike.
+
+    Depth 1 never holds more than one large image per topic, but a reliable subscriber that acknowledges
+    late loses a frame published meanwhile: replays that evaluate every frame ask for more (``output_depth``).
+    """
     return QoSProfile(depth=depth, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.RELIABLE)
 
 
