@@ -53,8 +53,8 @@ class PipelineScorer:
 
     def __init__(self, pipeline) -> None:
         self.pipeline = pipeline
-        self.names = [head.name for head in pipeline.heads]
-        self.thresholds = {head.name: float(head.default_threshold) for head in pipeline.heads}
+        self.names = list(pipeline.names)
+        self.thresholds = {name: float(head.default_threshold) for name, head in zip(pipeline.names, pipeline.heads)}
 
     def score(self, frame: Frame) -> Scores:
         result = self.pipeline.process(frame.image)

@@ -40,7 +40,7 @@ class FrameResult:
         mask: HxW bool, ``score >= threshold``.
         obstacles: connected components of ``mask`` with at least ``min_obstacle_area`` pixels.
         threshold: the threshold that made ``mask``.
-        scores: every head's HxW score by head name (the primary one included).
+        scores: every head's HxW score by its name in the pipeline (the primary one included).
         native_scores: every head's score at the logits' resolution (what ``scores`` were upsampled from;
             evaluation keeps these for its second pass).
         timings_ms: ``preprocess``, ``segmenter``, ``head`` (all heads), ``head:<name>`` (each),
@@ -78,6 +78,8 @@ class Pipeline:
         threshold: mask threshold; NaN = the primary head's calibrated default.
         min_obstacle_area: smallest component (pixels, at output size) reported as an obstacle.
         inference_size: (H, W) the segmenter sees; None = the segmenter's default (native if it has none).
+        names: the key of each head's score in :class:`FrameResult` (default: the heads' registry names);
+            two variants of one head (e.g. two checkpoints) need names of their own.
         optimize: on CPU, channels-last input and the segmenter's :class:`~ood_seg_node.fastpath.FastPath`.
     """
 
@@ -91,10 +93,14 @@ class Pipeline:
         min_obstacle_area: int = 50,
         inference_size: tuple[int, int] | None = None,
         optimize: bool = True,
+        names: Sequence[str] | None = None,
     ) -> None:
         self.heads: list[Head] = [heads] if isinstance(heads, Head) else list(heads)
         if not self.heads:
             raise ValueError("a pipeline needs at least one head")
+        self.names: list[str] = list(names) if names is not None else [head.name for head in self.heads]
+        if len(self.names) != len(self.heads) or len(set(self.names)) != len(self.names):
+            raise ValueError(f"one distinct name per head needed, got {self.names}")
         overrides = {id(o): o for o in (h.segmenter_override() for h in self.heads) if o is not None}
         if len(overrides) > 1 or (overrides and len(self.heads) > 1):
             raise ValueError("a head that carries its own segmenter must run in a pipeline of its own")
@@ -161,13 +167,13 @@ class Pipeline:
         segmented = time.perf_counter()
         scores = {}
         timings = {"preprocess": (prepared - started) * 1e3, "segmenter": (segmented - prepared) * 1e3}
-        for head in self.heads:
+        for head, label in zip(self.heads, self.names):
             head_started = time.perf_counter()
             score = head.score(batch, out)[0].float()
             if not bool(torch.isfinite(score).all()):
-                raise PipelineError(f"head {head.name!r} produced non-finite scores (NaN/Inf); frame skipped")
-            scores[head.name] = score
-            timings[f"head:{head.name}"] = (time.perf_counter() - head_started) * 1e3
+                raise PipelineError(f"head {label!r} produced non-finite scores (NaN/Inf); frame skipped")
+            scores[label] = score
+            timings[f"head:{label}"] = (time.perf_counter() - head_started) * 1e3
         labels = out.logits[0].argmax(dim=0)
         timings["head"] = (time.perf_counter() - segmented) * 1e3
         return labels, scores, timings
@@ -182,7 +188,7 @@ class Pipeline:
         labels_np = labels.to(torch.uint8).cpu().numpy()
         if labels_np.shape != (height, width):
             labels_np = cv2.resize(labels_np, (width, height), interpolation=cv2.INTER_NEAREST)
-        primary = full_scores[self.head.name]
+        primary = full_scores[self.names[0]]
         threshold = self.effective_threshold
         mask = primary >= threshold
         obstacles = find_obstacles(mask, primary, self.min_obstacle_area)

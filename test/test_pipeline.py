@@ -82,3 +82,13 @@ def test_device_resolution():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="not available"):
             resolve_device("cuda:0")
+
+
+def test_variants_of_one_head_are_keyed_by_their_names(segmenter):
+    heads = [build_head("msp", segmenter), build_head("msp", segmenter)]
+    pipeline = Pipeline(segmenter, heads, device="cpu", names=["msp:a", "msp:b"])
+    result = pipeline.process(np.zeros((32, 64, 3), np.uint8))
+    assert set(result.scores) == set(result.native_scores) == {"msp:a", "msp:b"}
+    np.testing.assert_array_equal(result.score, result.scores["msp:a"])
+    with pytest.raises(ValueError, match="one distinct name per head"):
+        Pipeline(segmenter, heads, device="cpu")  # both would be "msp"

@@ -85,8 +85,8 @@ def _frames(args: argparse.Namespace):
 
 
 def _scorers(args: argparse.Namespace) -> list:
-    from ood_seg_node.offline_evaluation import PipelineScorer, ScoreFileScorer
     from ood_seg_node.heads import build_head
+    from ood_seg_node.offline_evaluation import PipelineScorer, ScoreFileScorer
     from ood_seg_node.pipeline import Pipeline
     from ood_seg_node.segmenters import build_segmenter
 
@@ -100,20 +100,21 @@ def _scorers(args: argparse.Namespace) -> list:
         for item in args.head:
             name, _, path = item.partition("=")
             head = build_head(name, segmenter, path or checkpoints.get(name, ""))
+            label = name
             if path:  # a variant: label it by its run folder (runs/obsnet_noattack/obsnet.pt -> obsnet:obsnet_noattack)
                 folder = Path(path).resolve()
-                head.name = f"{name}:{folder.parent.name if folder.stem == name else folder.stem}"
-            (own if head.segmenter_override() is not None else shared).append(head)
-        groups = ([shared] if shared else []) + [[head] for head in own]
-        scorers += [PipelineScorer(Pipeline(segmenter, group, device=args.device)) for group in groups]
+                label = f"{name}:{folder.parent.name if folder.stem == name else folder.stem}"
+            (own if head.segmenter_override() is not None else shared).append((head, label))
+        groups = ([shared] if shared else []) + [[entry] for entry in own]
+        scorers += [PipelineScorer(Pipeline(segmenter, [head for head, _ in group], device=args.device,
+                                            names=[label for _, label in group])) for group in groups]
     if not scorers:
         raise ValueError("nothing to evaluate: give --head and/or --scores")
     return scorers
 
 
 def run(args: argparse.Namespace) -> int:
-    from ood_seg_node.evaluation import format_table
-    from ood_seg_node.evaluation import merge_partials
+    from ood_seg_node.evaluation import format_table, merge_partials
     from ood_seg_node.offline_evaluation import evaluate_frames
 
     if args.merge:

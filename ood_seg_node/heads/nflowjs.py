@@ -28,7 +28,6 @@ Deviations from the paper (all for a CPU budget and this package's synthetic wor
 
 from __future__ import annotations
 
-import copy
 import math
 from typing import Any
 
@@ -83,10 +82,9 @@ class NFlowJS(TrainedHead):
     @classmethod
     def from_config(cls, segmenter: Segmenter, config: dict[str, Any]) -> NFlowJS:
         """A copy of the base ``segmenter`` to load the fine-tuned weights into, at the training input size."""
-        finetuned = copy.deepcopy(segmenter)
-        finetuned.calibration = {}  # the base's thresholds do not hold for the fine-tuned weights
-        if config.get("input_size"):
-            finetuned.default_input_size = (int(config["input_size"][0]), int(config["input_size"][1]))
+        size = config.get("input_size")
+        finetuned = segmenter.deployed_copy(  # the base's thresholds do not hold for the fine-tuned weights
+            input_size=(int(size[0]), int(size[1])) if size else segmenter.default_input_size, calibration={})
         return cls(finetuned, segmenter.identity)
 
     @classmethod

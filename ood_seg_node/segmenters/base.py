@@ -16,6 +16,7 @@ instead of testing its class.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Callable
 
@@ -61,6 +62,13 @@ class Segmenter(nn.Module):
         self.default_input_size: tuple[int, int] | None = None
         self.calibration: dict[str, float] = {}
         self.normalise = Normalise()
+
+    def deployed_copy(self, *, input_size: tuple[int, int] | None, calibration: dict[str, float]) -> Segmenter:
+        """A deep copy to load other weights into (a fine-tuned model), with its own input size and calibration."""
+        copy = deepcopy(self)
+        copy.default_input_size = input_size
+        copy.calibration = dict(calibration)
+        return copy
 
     @property
     def has_taps(self) -> bool:

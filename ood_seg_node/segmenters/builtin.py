@@ -24,9 +24,11 @@ WEIGHTS = "builtin_segmenter.pt"
 class BuiltinSegmenter(Segmenter):
     """DeepLabV3+-lite; ``neck`` is the stride-4 decoder output that the 1x1 classifier reads."""
 
-    def __init__(self, num_classes: int = NUM_CLASSES) -> None:
+    def __init__(self, num_classes: int = NUM_CLASSES, *, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
+                 calibration: dict[str, float] | None = None) -> None:
         super().__init__("builtin", {tap: LITE_WIDTHS[tap] for tap in ("stage1", "stage2", "stage3", "neck")})
-        self.default_input_size = DEFAULT_INPUT_SIZE
+        self.default_input_size = input_size
+        self.calibration = dict(calibration or {})
         for name, layer in lite_deeplab(LITE_WIDTHS).items():
             self.add_module(name, layer)
         self.classifier = nn.Conv2d(LITE_WIDTHS["neck"], num_classes, 1)
@@ -49,11 +51,11 @@ def build_builtin(arch: str, checkpoint: str) -> Segmenter:
         raise SegmenterError(f"segmenter 'builtin' takes no architecture (got 'builtin:{arch}')")
     path = checkpoint or str(shipped_weights_dir() / WEIGHTS)
     loaded = load_checkpoint(path, kind="segmenter", name="builtin")
-    segmenter = BuiltinSegmenter()
+    size = loaded.config.get("input_size")
+    segmenter = BuiltinSegmenter(
+        input_size=(int(size[0]), int(size[1])) if size else DEFAULT_INPUT_SIZE,
+        calibration={str(k): float(v) for k, v in dict(loaded.meta.get("calibration", {})).items()},
+    )
     load_strict(segmenter, loaded.state_dict, f"{path} does not fit the builtin segmenter")
     segmenter.refresh_identity()
-    size = loaded.config.get("input_size")
-    if size:
-        segmenter.default_input_size = (int(size[0]), int(size[1]))
-    segmenter.calibration = {str(k): float(v) for k, v in dict(loaded.meta.get("calibration", {})).items()}
     return segmenter
