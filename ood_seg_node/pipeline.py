@@ -25,6 +25,8 @@ from ood_seg_node.heads import Head, build_head
 from ood_seg_node.obstacles import Obstacle, find_obstacles
 from ood_seg_node.segmenters import Segmenter, SegmenterOutput, build_segmenter, name_outputs
 
+SCORE_RESOLUTIONS = ("native", "input")
+
 
 class PipelineError(RuntimeError):
     """A frame cannot be processed (bad image, non-finite scores); the caller skips that frame."""
@@ -80,6 +82,10 @@ class Pipeline:
         inference_size: (H, W) the segmenter sees; None = the segmenter's default (native if it has none).
         names: the key of each head's score in :class:`FrameResult` (default: the heads' registry names);
             two variants of one head (e.g. two checkpoints) need names of their own.
+        score_resolution: ``native`` scores at the logits' resolution and upsamples the score (cheap);
+            ``input`` upsamples the logits to the input's size first (as the segmenter's official code
+            does), takes the labels as their argmax and each head's score in its official order
+            (:meth:`~ood_seg_node.heads.Head.score_input`), for outputs that match the papers' code.
         optimize: on CPU, channels-last input and the segmenter's :class:`~ood_seg_node.fastpath.FastPath`.
     """
 
@@ -94,10 +100,14 @@ class Pipeline:
         inference_size: tuple[int, int] | None = None,
         optimize: bool = True,
         names: Sequence[str] | None = None,
+        score_resolution: str = "native",
     ) -> None:
         self.heads: list[Head] = [heads] if isinstance(heads, Head) else list(heads)
         if not self.heads:
             raise ValueError("a pipeline needs at least one head")
+        if score_resolution not in SCORE_RESOLUTIONS:
+            raise ValueError(f"invalid score_resolution {score_resolution!r}; valid: {', '.join(SCORE_RESOLUTIONS)}")
+        self.score_resolution = score_resolution
         self.names: list[str] = list(names) if names is not None else [head.name for head in self.heads]
         if len(self.names) != len(self.heads) or len(set(self.names)) != len(self.names):
             raise ValueError(f"one distinct name per head needed, got {self.names}")
@@ -159,7 +169,7 @@ class Pipeline:
 
     @torch.inference_mode()
     def infer(self, rgb: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
-        """Native-resolution outputs: (labels (h, w), {head: score (h, w)}, timings in ms)."""
+        """(labels, {head: score}, timings in ms), at the logits' resolution (or the input's, see above)."""
         started = time.perf_counter()
         batch = self.to_tensor(rgb)
         prepared = time.perf_counter()
@@ -167,14 +177,21 @@ class Pipeline:
         segmented = time.perf_counter()
         scores = {}
         timings = {"preprocess": (prepared - started) * 1e3, "segmenter": (segmented - prepared) * 1e3}
+        logits = out.logits
+        if self.score_resolution == "input":
+            logits = F.interpolate(logits.float(), size=rgb.shape[:2], mode="bilinear",
+                                   align_corners=self.segmenter.upsample_align_corners)
         for head, label in zip(self.heads, self.names):
             head_started = time.perf_counter()
-            score = head.score(batch, out)[0].float()
+            if self.score_resolution == "input":
+                score = head.score_input(batch, out, logits)[0].float()
+            else:
+                score = head.score(batch, out)[0].float()
             if not bool(torch.isfinite(score).all()):
                 raise PipelineError(f"head {label!r} produced non-finite scores (NaN/Inf); frame skipped")
             scores[label] = score
             timings[f"head:{label}"] = (time.perf_counter() - head_started) * 1e3
-        labels = out.logits[0].argmax(dim=0)
+        labels = logits[0].argmax(dim=0)
         timings["head"] = (time.perf_counter() - segmented) * 1e3
         return labels, scores, timings
 

@@ -323,6 +323,7 @@ def test_diagnostics_report_rate_latency_and_identity(rig):
         ({"head": "no_such_head"}, "msp"),
         ({"segmenter": "no_such_segmenter"}, "builtin"),
         ({"device": "tpu"}, "cuda:N"),
+        ({"score_resolution": "full"}, "native, input"),
         ({"min_obstacle_area": 0}, ">= 1"),
         ({"threshold": math.inf}, "NaN"),
         ({"head_checkpoint": "/no/such/head.pt"}, "an existing file"),

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from ood_seg_node.heads import build_head
 from ood_seg_node.pipeline import Pipeline, PipelineError, resolve_device
-from ood_seg_node.segmenters import build_segmenter
+from ood_seg_node.segmenters import Segmenter, build_segmenter
 
 
 @pytest.fixture(scope="module")
@@ -92,3 +93,48 @@ def test_variants_of_one_head_are_keyed_by_their_names(segmenter):
     np.testing.assert_array_equal(result.score, result.scores["msp:a"])
     with pytest.raises(ValueError, match="one distinct name per head"):
         Pipeline(segmenter, heads, device="cpu")  # both would be "msp"
+
+
+class _KnownLogits(Segmenter):
+    """A segmenter whose logits are fixed, whatever the image: confident 4x4 blocks of one random vector each."""
+
+    def __init__(self) -> None:
+        super().__init__("known", {})
+        blocks = 4.0 * torch.randn(1, 19, 3, 5, generator=torch.Generator().manual_seed(0))
+        self.register_buffer("logits", blocks.repeat_interleave(4, dim=2).repeat_interleave(4, dim=3))
+
+    def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return (self.logits.expand(x.shape[0], -1, -1, -1),)
+
+
+def test_input_score_resolution_is_the_official_order():
+    """``input``: logits upsampled first, then argmax and score; ``native``: score, then upsample."""
+    import torch.nn.functional as F
+    from scipy import ndimage
+
+    known = _KnownLogits()
+    image = _image()
+    size = image.shape[:2]
+    native = Pipeline(known, build_head("msp", known), device="cpu", optimize=False)
+    official = Pipeline(known, build_head("msp", known), device="cpu", optimize=False, score_resolution="input")
+    logits = known.logits
+    upsampled = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+    expected_input = 1.0 - torch.softmax(upsampled, dim=1).amax(dim=1)[0]
+    expected_native = F.interpolate((1.0 - torch.softmax(logits, dim=1).amax(dim=1))[:, None], size=size,
+                                    mode="bilinear", align_corners=False)[0, 0]
+    a, b = official.process(image), native.process(image)
+    np.testing.assert_allclose(a.score, expected_input.numpy(), atol=1e-5)
+    np.testing.assert_allclose(b.score, expected_native.numpy(), atol=1e-5)
+    assert np.abs(a.score - b.score).max() > 1e-2  # msp is not linear: the order shows
+    np.testing.assert_array_equal(a.labels, upsampled[0].argmax(dim=0).numpy())
+    # Away from class boundaries (every native neighbour of a pixel's source has one class) the labels agree.
+    native_labels = logits[0].argmax(dim=0).numpy()
+    uniform = ndimage.minimum_filter(native_labels, 3) == ndimage.maximum_filter(native_labels, 3)
+    interior = cv2.resize(uniform.astype(np.uint8), size[::-1], interpolation=cv2.INTER_NEAREST).astype(bool)
+    assert interior.any()
+    np.testing.assert_array_equal(a.labels[interior], b.labels[interior])
+
+
+def test_invalid_score_resolution_is_refused(segmenter):
+    with pytest.raises(ValueError, match="valid: native, input"):
+        Pipeline(segmenter, build_head("msp", segmenter), device="cpu", score_resolution="full")

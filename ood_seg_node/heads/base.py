@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ood_seg_node.checkpoints import (
@@ -62,6 +63,17 @@ class Head(nn.Module):
     def score(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:
         """(B, 3, H, W) image in [0, 1] and segmenter output -> (B, h, w) float score."""
         raise NotImplementedError
+
+    def score_input(self, image: torch.Tensor, out: SegmenterOutput, logits: torch.Tensor) -> torch.Tensor:
+        """The score in its official order, at the size of ``logits`` (already upsampled to the input's size).
+
+        A head whose score is a function of the logits scores the upsampled logits (as the papers' code
+        does); the default, for heads that score features at their own resolution, upsamples the native
+        score bilinearly.
+        """
+        score = self.score(image, out)
+        return F.interpolate(score[:, None].float(), size=logits.shape[-2:], mode="bilinear",
+                             align_corners=False)[:, 0]
 
     def segmenter_override(self) -> Segmenter | None:
         """A head that carries its own fine-tuned segmenter (NFlowJS) returns it here."""

@@ -41,6 +41,9 @@ class LogitScore(Head):
     def score(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:
         return self.score_logits(out.logits.float())
 
+    def score_input(self, image: torch.Tensor, out: SegmenterOutput, logits: torch.Tensor) -> torch.Tensor:
+        return self.score_logits(logits.float())
+
 
 @HEADS.register("msp")
 class MSP(LogitScore):

@@ -109,6 +109,10 @@ class NFlowJS(TrainedHead):
         """The JS score of the (fine-tuned) segmenter's logits, at their native resolution."""
         return self.score_logits(out.logits)
 
+    def score_input(self, image: torch.Tensor, out: SegmenterOutput, logits: torch.Tensor) -> torch.Tensor:
+        """The JS score of the logits upsampled to the input's size, the official order."""
+        return self.score_logits(logits)
+
     def segmenter_override(self) -> Segmenter | None:
         """The fine-tuned segmenter the pipeline must run instead of the configured one."""
         return self.segmenter

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ood_seg_node.encodings import DEFAULT_MAX_INPUT_PIXELS
 from ood_seg_node.heads import head_names
-from ood_seg_node.pipeline import Pipeline, resolve_device
+from ood_seg_node.pipeline import SCORE_RESOLUTIONS, Pipeline, resolve_device
 from ood_seg_node.ros.runtime import one_line
 from ood_seg_node.segmenters import segmenter_names
 
@@ -30,6 +30,7 @@ class NodeConfig:
     segmenter: str = "builtin"
     segmenter_checkpoint: str = ""
     device: str = "auto"
+    score_resolution: str = "native"
     threshold: float = math.nan
     min_obstacle_area: int = 50
     compressed_input: bool = False
@@ -50,6 +51,8 @@ DESCRIPTIONS = {
     "segmenter": "segmentation model: builtin, torchvision:<arch> or torchscript",
     "segmenter_checkpoint": "segmenter weights file; empty = the shipped builtin weights",
     "device": "inference device: auto, cpu, cuda or cuda:N",
+    "score_resolution": "native (score at the logits' resolution, then upsample; cheap) or input (logits upsampled "
+                        "to the input's size first, then labels and scores in the method's official order)",
     "threshold": "anomaly-mask threshold on the score; NaN = the head's calibrated default",
     "min_obstacle_area": "smallest anomaly component (pixels) reported on ood/obstacles, >= 1",
     "compressed_input": "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
@@ -64,7 +67,7 @@ DESCRIPTIONS = {
     "marker_scale": "metres per pixel of image-plane obstacle markers (used without camera_info), > 0",
     "autostart": "configure and activate at start (read once); false = wait for a lifecycle manager",
 }
-PIPELINE_KEYS = ("head", "head_checkpoint", "segmenter", "segmenter_checkpoint", "device")
+PIPELINE_KEYS = ("head", "head_checkpoint", "segmenter", "segmenter_checkpoint", "device", "score_resolution")
 """Parameters whose change rebuilds the pipeline."""
 INPUT_KEYS = ("compressed_input", "reliable_input")
 """Parameters whose change re-creates the input subscription."""
@@ -86,6 +89,7 @@ def check_config(config: NodeConfig) -> None:
     except ValueError as error:
         raise ConfigError(str(error)) from None
     checks = [
+        ("score_resolution", config.score_resolution in SCORE_RESOLUTIONS, ", ".join(SCORE_RESOLUTIONS)),
         ("threshold", not math.isinf(config.threshold), "a finite number or NaN"),
         ("min_obstacle_area", config.min_obstacle_area >= 1, "an integer >= 1"),
         ("max_input_pixels", config.max_input_pixels >= 1, "an integer >= 1"),
@@ -112,6 +116,7 @@ def build_pipeline(config: NodeConfig) -> Pipeline:
             segmenter_checkpoint=config.segmenter_checkpoint,
             head_checkpoint=config.head_checkpoint,
             device=config.device,
+            score_resolution=config.score_resolution,
             threshold=config.threshold,
             min_obstacle_area=config.min_obstacle_area,
         )

@@ -51,8 +51,12 @@ class Segmenter(nn.Module):
         tap_channels: channels of each tap, so heads can size their layers.
         default_input_size: (H, W) the pipeline resizes inputs to, or None for native resolution.
         calibration: training-free head name -> mask threshold fixed on validation data (may be empty).
+        upsample_align_corners: how the segmenter's official code upsamples logits to the input size
+            (bilinear; torchvision and most: ``align_corners=False``), for ``score_resolution: input``.
         normalise: the input normalisation the network was trained with (ImageNet statistics).
     """
+
+    upsample_align_corners: bool = False
 
     def __init__(self, spec: str, tap_channels: dict[str, int]) -> None:
         super().__init__()
