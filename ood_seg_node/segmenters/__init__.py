@@ -1,6 +1,7 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""Segmenter registry: ``builtin``, ``torchvision:<arch>``, ``torchscript``.
+"""Segmenter registry: ``builtin``, ``torchvision:<arch>``, ``torchscript``, ``deeplabv3plus_<backbone>``.
 
+``deeplabv3plus_mobilenet`` and ``deeplabv3plus_resnet101`` load VainF's published Cityscapes files.
 ``build_segmenter(spec, checkpoint)`` returns a :class:`Segmenter` in eval mode whose ``identity``
 (``spec@digest``) ties trained heads to the exact weights they observed. Each family is one module that
 registers its builder with ``@SEGMENTERS.register(name)``; the imports below register them, so a module
@@ -9,7 +10,12 @@ that fails to import is an ImportError here, never a silently missing segmenter.
 
 from __future__ import annotations
 
-from ood_seg_node.segmenters import builtin, torchscript_model, torchvision_models  # noqa: F401  (registers)
+from ood_seg_node.segmenters import (  # noqa: F401  (registers)
+    builtin,
+    deeplabv3plus,
+    torchscript_model,
+    torchvision_models,
+)
 from ood_seg_node.segmenters.base import (
     SEGMENTERS,
     TAP_NAMES,
