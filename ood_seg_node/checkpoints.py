@@ -178,23 +178,33 @@ def shipped_weights_dir() -> Path:
     return Path(__file__).resolve().parent / "weights"
 
 
-def load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], what: str) -> None:
+def load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], what: str, *,
+                assign: bool = False) -> None:
     """Load every tensor of ``state_dict`` into ``module`` and nothing else, or fail in one line.
+
+    Keys are compared before shapes: a file of another architecture differs in both, and its key names
+    say which network it is for (torch would report a shape first).
 
     Args:
         module: the freshly built model.
         state_dict: its weights, keys exactly as the model names them.
         what: the start of the error message, e.g. ``x.pt does not fit the obsnet head``.
+        assign: take the tensors themselves instead of copying them into the module's (a large model
+            built on the ``meta`` device is then never initialised nor held twice).
 
     Raises:
         CheckpointError: ``<what>: missing key 'a.b'``, ``<what>: unexpected key 'c'`` or
             ``<what>: size mismatch for d: ...`` (the first one found).
     """
+    expected = module.state_dict(keep_vars=True)
+    missing = next((key for key in expected if key not in state_dict), None)
+    if missing is not None:
+        raise CheckpointError(f"{what}: missing key {missing!r}")
+    unexpected = next((key for key in state_dict if key not in expected), None)
+    if unexpected is not None:
+        raise CheckpointError(f"{what}: unexpected key {unexpected!r}")
     try:
-        missing, unexpected = module.load_state_dict(state_dict, strict=False)
+        module.load_state_dict(state_dict, strict=True, assign=assign)
     except RuntimeError as error:  # shape mismatches: torch lists them under a header line
         lines = [line.strip() for line in str(error).splitlines() if line.strip()]
         raise CheckpointError(f"{what}: {lines[1] if len(lines) > 1 else first_sentence(error)}") from None
-    if missing or unexpected:
-        detail = f"missing key {missing[0]!r}" if missing else f"unexpected key {unexpected[0]!r}"
-        raise CheckpointError(f"{what}: {detail}")
