@@ -15,6 +15,7 @@ from ood_seg_node.segmenters import (  # noqa: F401  (registers)
     deeplabv3plus,
     torchscript_model,
     torchvision_models,
+    wrn38,
 )
 from ood_seg_node.segmenters.base import (
     SEGMENTERS,

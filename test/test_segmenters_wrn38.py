@@ -1,0 +1,240 @@
+# Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
+"""``deeplabv3plus_wrn38``: the published keys, every published layout, refusals, and the forward.
+
+The manifest is transcribed from NVIDIA/semantic-segmentation (``sdcnet`` branch) ``network/wider_resnet.py``
+(``WiderResNetA2``, ``IdentityResidualBlock``, ``bnrelu``) and ``network/deepv3.py`` (``DeepWV3Plus``,
+``_AtrousSpatialPyramidPoolingModule``), which RPL and ObsNet copy; it is not derived from our module. The
+137 M random weights are drawn once from the manifest; each layout's file is written, loaded and removed
+in turn, so the test's disk and memory hold one copy at a time besides the shared model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ood_seg_node.checkpoints import CheckpointError
+from ood_seg_node.segmenters import TAP_NAMES, SegmenterError, build_segmenter, segmenter_names
+from ood_seg_node.segmenters.wrn38 import DeepWV3Plus, first_difference
+
+Manifest = Iterator[tuple[str, tuple[int, ...]]]
+NAME = "deeplabv3plus_wrn38"
+
+
+# --- the manifest, transcribed from the official definitions ---------------------------------------------------
+
+def _bn(prefix: str, channels: int) -> Manifest:
+    for name in ("weight", "bias", "running_mean", "running_var"):
+        yield f"{prefix}.{name}", (channels,)
+    yield f"{prefix}.num_batches_tracked", ()
+
+
+def _official_trunk() -> Manifest:
+    """``wider_resnet38_a2(classes=1000, dilation=True)``'s ``mod1`` ... ``mod7`` (``bn_out``/``classifier`` unused)."""
+    yield "mod1.conv1.weight", (64, 3, 3, 3)
+    channels = [(128, 128), (256, 256), (512, 512), (512, 1024), (512, 1024, 2048), (1024, 2048, 4096)]
+    cin = 64
+    for mod_id, blocks in enumerate([3, 3, 6, 3, 1, 1]):
+        widths = channels[mod_id]
+        for block_id in range(blocks):
+            prefix = f"mod{mod_id + 2}.block{block_id + 1}"
+            yield from _bn(f"{prefix}.bn1.0", cin)  # bnrelu = Sequential(Norm2d, ReLU)
+            if len(widths) == 2:
+                yield f"{prefix}.convs.conv1.weight", (widths[0], cin, 3, 3)
+                yield from _bn(f"{prefix}.convs.bn2.0", widths[0])
+                yield f"{prefix}.convs.conv2.weight", (widths[1], widths[0], 3, 3)
+            else:
+                yield f"{prefix}.convs.conv1.weight", (widths[0], cin, 1, 1)
+                yield from _bn(f"{prefix}.convs.bn2.0", widths[0])
+                yield f"{prefix}.convs.conv2.weight", (widths[1], widths[0], 3, 3)
+                yield from _bn(f"{prefix}.convs.bn3.0", widths[1])
+                yield f"{prefix}.convs.conv3.weight", (widths[2], widths[1], 1, 1)
+            stride = 2 if block_id == 0 and mod_id == 2 else 1
+            if stride != 1 or cin != widths[-1]:
+                yield f"{prefix}.proj_conv.weight", (widths[-1], cin, 1, 1)
+            cin = widths[-1]
+
+
+def _official_decoder() -> Manifest:
+    """``_AtrousSpatialPyramidPoolingModule(4096, 256, output_stride=8)``, ``bot_fine``, ``bot_aspp``, ``final``."""
+    yield "aspp.features.0.0.weight", (256, 4096, 1, 1)
+    yield from _bn("aspp.features.0.1", 256)
+    for branch in (1, 2, 3):
+        yield f"aspp.features.{branch}.0.weight", (256, 4096, 3, 3)
+        yield from _bn(f"aspp.features.{branch}.1", 256)
+    yield "aspp.img_conv.0.weight", (256, 4096, 1, 1)
+    yield from _bn("aspp.img_conv.1", 256)
+    yield "bot_fine.weight", (48, 128, 1, 1)
+    yield "bot_aspp.weight", (256, 1280, 1, 1)
+    yield "final.0.weight", (256, 304, 3, 3)
+    yield from _bn("final.1", 256)
+    yield "final.3.weight", (256, 256, 3, 3)
+    yield from _bn("final.4", 256)
+    yield "final.6.weight", (19, 256, 1, 1)
+
+
+def official_manifest() -> list[tuple[str, tuple[int, ...]]]:
+    return [*_official_trunk(), *_official_decoder()]
+
+
+def test_state_dict_matches_the_official_key_manifest():
+    model = DeepWV3Plus(meta=True)
+    expected = official_manifest()
+    ours = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    missing = [key for key, _ in expected if key not in ours]
+    unexpected = [key for key in ours if key not in dict(expected)]
+    assert not missing and not unexpected, (missing[:3], unexpected[:3])
+    assert [key for key, _ in expected] == list(ours)  # the official registration order
+    assert ours == dict(expected)
+    assert len(ours) == 268
+    assert sum(p.numel() for p in model.parameters()) == 137_103_936
+    assert not any(t.is_meta for t in model.normalise.buffers())
+
+
+def test_strides_dilations_and_rates_follow_the_official_output_stride_8():
+    model = DeepWV3Plus(meta=True)
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, torch.nn.Conv2d)}
+    strided = sorted(name for name, conv in convs.items() if conv.stride != (1, 1))
+    assert strided == ["mod4.block1.convs.conv1", "mod4.block1.proj_conv"]
+    for mod, dilation in (("mod3", 1), ("mod4", 1), ("mod5", 2), ("mod6", 4), ("mod7", 4)):
+        threes = [conv for name, conv in convs.items() if name.startswith(mod) and conv.kernel_size == (3, 3)]
+        assert threes and all(c.dilation == (dilation,) * 2 and c.padding == (dilation,) * 2 for c in threes)
+    rates = [model.aspp.features[i][0] for i in (1, 2, 3)]
+    assert [(c.dilation, c.padding) for c in rates] == [((r, r), (r, r)) for r in (12, 24, 36)]
+    assert [name for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout2d)] == [
+        "mod6.block1.convs.dropout", "mod7.block1.convs.dropout"]
+    assert model.upsample_align_corners and model.default_input_size is None
+
+
+# --- the published layouts -------------------------------------------------------------------------------------
+
+def _random_state() -> dict[str, torch.Tensor]:
+    """Weights drawn from the manifest alone: He-scaled convs, batch norms that are not identities."""
+    generator = torch.Generator().manual_seed(0)
+    state = {}
+    for key, shape in official_manifest():
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.tensor(1000)
+        elif key.endswith(("running_var", "bn1.0.weight")) or (key.endswith(".weight") and len(shape) == 1):
+            state[key] = torch.rand(shape, generator=generator).add_(0.5)
+        elif len(shape) == 1:  # bias, running_mean
+            state[key] = torch.randn(shape, generator=generator).mul_(0.1)
+        else:
+            fan_in = shape[1] * shape[2] * shape[3]
+            state[key] = torch.randn(shape, generator=generator).mul_((1.0 / fan_in) ** 0.5)
+    return state
+
+
+@pytest.fixture(scope="module")
+def published(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor], DeepWV3Plus]:
+    """NVIDIA's layout (``{'state_dict': {'module.…'}, ...}``, as ``train.py`` saves it), built once."""
+    state = _random_state()
+    path = tmp_path_factory.mktemp("wrn38") / "cityscapes_best.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 175, "mean_iu": 0.86,
+                "command": "python train.py --arch network.deepv3.DeepWV3Plus"}, path)
+    model = build_segmenter(NAME, str(path))
+    return path, state, model
+
+
+def test_every_published_layout_loads_strictly_and_runs(published, tmp_path):
+    path, state, model = published
+    assert model.identity.startswith(f"{NAME}@") and not model.training and NAME in segmenter_names()
+    assert all(torch.equal(model.state_dict()[key], value) for key, value in state.items())
+    head = {"branch1.residual_block.atten_aspp.features.0.0.weight": torch.zeros(2, 2, 1, 1),
+            "branch1.residual_block.atten_aspp_final.weight": torch.zeros(3, 2, 1, 1)}
+    no_counters = {k: v for k, v in state.items() if not k.endswith("num_batches_tracked")}
+    layouts = {
+        "rev3.pth": ({"model": {**{f"branch1.{k}": v for k, v in state.items()}, **head}, "epoch": 40}, state),
+        "obsnet_segmenter.pth": (state, state),  # ObsNet: a bare state dict, loaded before DataParallel
+        "pre_0_4_1.pth": ({"state_dict": {f"module.{k}": v for k, v in no_counters.items()}}, no_counters),
+    }
+    for name, (payload, saved) in layouts.items():
+        file = tmp_path / name
+        torch.save(payload, file)
+        loaded = build_segmenter(NAME, str(file))
+        file.unlink()
+        loaded_state = loaded.state_dict()
+        assert all(torch.equal(loaded_state[key], value) for key, value in saved.items()), name
+        if saved is state:
+            assert loaded.identity == model.identity, name
+        del loaded
+
+    image = torch.rand(1, 3, 64, 80)
+    with torch.no_grad():
+        out = model.run(image)
+        classified = model.classify(out.features["neck"])
+        recomputed = _official_decoder_forward(model.state_dict(), out.features["stage1"], out.features["stage3"])
+    assert set(out.features) == set(TAP_NAMES)
+    assert {k: v.shape[1] for k, v in out.features.items()} == model.tap_channels == {
+        "stage1": 128, "stage2": 1024, "stage3": 4096, "neck": 256}
+    assert out.logits.shape == (1, 19, 32, 40)  # stride 2: the decoder runs at mod2's resolution
+    assert [tuple(out.features[k].shape[-2:]) for k in ("stage2", "stage3")] == [(8, 10), (8, 10)]
+    assert torch.isfinite(out.logits).all()
+    torch.testing.assert_close(classified, out.logits)
+    torch.testing.assert_close(recomputed, out.logits, rtol=1e-4, atol=1e-4)
+    assert model.classifier_is_pointwise_affine()
+
+
+def _official_decoder_forward(state: dict[str, torch.Tensor], m2: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+    """``DeepWV3Plus.forward`` after the trunk, from the weights alone (``Upsample``: align_corners=True)."""
+    def cbr(x: torch.Tensor, conv: str, bn: str, **options) -> torch.Tensor:
+        x = F.conv2d(x, state[f"{conv}.weight"], **options)
+        return F.relu(F.batch_norm(x, state[f"{bn}.running_mean"], state[f"{bn}.running_var"],
+                                   state[f"{bn}.weight"], state[f"{bn}.bias"], training=False, eps=1e-5))
+
+    pooled = cbr(deep.mean(dim=(2, 3), keepdim=True), "aspp.img_conv.0", "aspp.img_conv.1")
+    branches = [pooled.expand(-1, -1, *deep.shape[-2:]), cbr(deep, "aspp.features.0.0", "aspp.features.0.1")]
+    branches += [cbr(deep, f"aspp.features.{i}.0", f"aspp.features.{i}.1", padding=r, dilation=r)
+                 for i, r in ((1, 12), (2, 24), (3, 36))]
+    up = F.conv2d(torch.cat(branches, 1), state["bot_aspp.weight"])
+    up = F.interpolate(up, size=m2.shape[-2:], mode="bilinear", align_corners=True)
+    dec0 = torch.cat([F.conv2d(m2, state["bot_fine.weight"]), up], 1)
+    dec1 = cbr(cbr(dec0, "final.0", "final.1", padding=1), "final.3", "final.4", padding=1)
+    return F.conv2d(dec1, state["final.6.weight"])
+
+
+# --- refusals --------------------------------------------------------------------------------------------------
+
+class Payload:
+    """Unpickling it would run code."""
+
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_wrong_files_are_refused_in_one_line(published, tmp_path, capsys):
+    resnet = {"layer0.0.weight": torch.zeros(64, 3, 7, 7), "final.6.weight": torch.zeros(19, 256, 1, 1)}
+    wrong = tmp_path / "cityscapes_cv0_seresnext50_nosdcaug.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in resnet.items()}}, wrong)
+    with pytest.raises(CheckpointError) as refused:
+        build_segmenter(NAME, str(wrong))
+    assert str(refused.value) == f"{wrong} does not fit {NAME}: missing key 'mod1.conv1.weight'"
+    cut = tmp_path / "cut.pth"
+    cut.write_bytes(wrong.read_bytes()[: wrong.stat().st_size // 2])
+    with pytest.raises(CheckpointError, match=r"cut.pth is truncated or damaged \(") as truncated:
+        build_segmenter(NAME, str(cut))
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"state_dict": resnet, "optimizer": Payload()}, unsafe)
+    with pytest.raises(CheckpointError, match=r"unsafe.pth is refused: it holds Python code") as pickled:
+        build_segmenter(NAME, str(unsafe))
+    assert "pwned" not in capsys.readouterr().out
+    for error in (refused, truncated, pickled):
+        assert "\n" not in str(error.value)
+    # a file of another dataset, a foreign key, a lost counter: checked before any tensor is assigned
+    expected = DeepWV3Plus(meta=True).state_dict()
+    state = published[1]
+    camvid = {**state, "final.6.weight": torch.zeros(11, 256, 1, 1)}
+    assert first_difference(expected, camvid) == (
+        "size mismatch for final.6.weight: the file has (11, 256, 1, 1), deeplabv3plus_wrn38 has (19, 256, 1, 1)")
+    assert first_difference(expected, {**state, "bn_out.0.weight": state["final.1.weight"]}) == (
+        "unexpected key 'bn_out.0.weight'")
+    partial = {k: v for k, v in state.items() if k != "final.4.num_batches_tracked"}
+    assert first_difference(expected, partial) == "missing key 'final.4.num_batches_tracked'"
+    with pytest.raises(SegmenterError, match="needs segmenter_checkpoint .*cityscapes_best.pth"):
+        build_segmenter(NAME)
+    with pytest.raises(SegmenterError, match="takes no architecture"):
+        build_segmenter(f"{NAME}:os16", str(published[0]))
