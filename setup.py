@@ -32,7 +32,11 @@ setup(
     maintainer_email="dev@ood-seg-node.local",
     description="Pixel-wise out-of-distribution detection for road-scene segmentation as a ROS 2 node",
     license="Apache-2.0",
-    extras_require={"test": ["pytest", "scikit-learn", "ruff", "mcap", "colcon-common-extensions"]},
+    # transformers only for the optional `segformer` segmenter (imported when it is built)
+    extras_require={
+        "segformer": ["transformers"],
+        "test": ["pytest", "scikit-learn", "ruff", "mcap", "colcon-common-extensions", "transformers"],
+    },
     entry_points={
         "console_scripts": [
             "ood_seg_node = ood_seg_node.ros.node:main",

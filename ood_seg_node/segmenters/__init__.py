@@ -1,7 +1,8 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
 """Segmenter registry: ``builtin``, ``torchvision:<arch>``, ``torchscript``, ``deeplabv3plus_<backbone>``.
 
-``deeplabv3plus_mobilenet`` and ``deeplabv3plus_resnet101`` load VainF's published Cityscapes files.
+``deeplabv3plus_mobilenet`` and ``deeplabv3plus_resnet101`` load VainF's published Cityscapes files;
+``segformer`` a local Hugging Face model directory (``transformers`` is imported only when it is built).
 ``build_segmenter(spec, checkpoint)`` returns a :class:`Segmenter` in eval mode whose ``identity``
 (``spec@digest``) ties trained heads to the exact weights they observed. Each family is one module that
 registers its builder with ``@SEGMENTERS.register(name)``; the imports below register them, so a module
@@ -13,6 +14,7 @@ from __future__ import annotations
 from ood_seg_node.segmenters import (  # noqa: F401  (registers)
     builtin,
     deeplabv3plus,
+    segformer,
     torchscript_model,
     torchvision_models,
     wrn38,
