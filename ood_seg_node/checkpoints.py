@@ -19,7 +19,7 @@ import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 
@@ -203,8 +203,31 @@ def load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], wh
     unexpected = next((key for key in state_dict if key not in expected), None)
     if unexpected is not None:
         raise CheckpointError(f"{what}: unexpected key {unexpected!r}")
-    try:
-        module.load_state_dict(state_dict, strict=True, assign=assign)
-    except RuntimeError as error:  # shape mismatches: torch lists them under a header line
-        lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-        raise CheckpointError(f"{what}: {lines[1] if len(lines) > 1 else first_sentence(error)}") from None
+    for key, tensor in expected.items():
+        if tuple(state_dict[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(f"{what}: size mismatch for {key}: the file has {tuple(state_dict[key].shape)}, "
+                                  f"the model {tuple(tensor.shape)}")
+    module.load_state_dict(state_dict, strict=True, assign=assign)
+
+
+def unwrap_state_dict(payload: object, source: str, containers: Sequence[str]) -> dict[str, torch.Tensor]:
+    """The state dict inside a file as its authors publish it.
+
+    Published files wrap the weights in a container (``{'model_state': ...}``, ``{'state_dict': ...}``,
+    ``{'model': ...}``, beside optimizer state and counters) or are a bare state dict; a model saved
+    through ``nn.DataParallel`` prefixes every key with ``module.``. The first of ``containers`` present is
+    unwrapped and the prefix stripped.
+
+    Raises:
+        CheckpointError: no state dict where one was expected (one line naming what the file holds).
+    """
+    if isinstance(payload, dict):
+        payload = next((payload[name] for name in containers if isinstance(payload.get(name), dict)), payload)
+    if not isinstance(payload, dict) or not payload or not all(
+            isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in payload.items()):
+        found = ", ".join(map(repr, list(payload)[:4])) if isinstance(payload, dict) else type(payload).__name__
+        wanted = " or ".join(repr(name) for name in containers)
+        raise CheckpointError(f"{source} holds no state dict (no {wanted}; found {found or 'nothing'})")
+    if all(key.startswith("module.") for key in payload):
+        payload = {key.removeprefix("module."): value for key, value in payload.items()}
+    return payload

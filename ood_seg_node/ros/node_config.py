@@ -48,8 +48,8 @@ class NodeConfig:
 DESCRIPTIONS = {
     "head": "OOD head scoring each pixel (registry name)",
     "head_checkpoint": "weights of a trained head; empty = the shipped default where one exists",
-    "segmenter": "segmentation model, a registered name (builtin, torchvision:<arch>, torchscript, the published-weights "
-                 "segmenters of docs/bring_your_own_model.md)",
+    "segmenter": "segmentation model, a registered name (builtin, torchvision:<arch>, torchscript, the "
+                 "published-weights segmenters of docs/bring_your_own_model.md)",
     "segmenter_checkpoint": "segmenter weights file as its authors publish it; empty = the shipped builtin weights",
     "device": "inference device: auto, cpu, cuda or cuda:N",
     "score_resolution": "native (score at the logits' resolution, then upsample; cheap) or input (logits upsampled "

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_seg_node.checkpoints import CheckpointError, load_strict, read_weights
+from ood_seg_node.checkpoints import load_strict, read_weights, unwrap_state_dict
 from ood_seg_node.cityscapes import CLASS_NAMES, NUM_CLASSES
 from ood_seg_node.layers import resize
 from ood_seg_node.segmenters.base import SEGMENTERS, Segmenter, SegmenterError
@@ -268,23 +268,6 @@ class VainFDeepLabV3Plus(Segmenter):
         return self.classifier.neck_layers()
 
 
-def published_state_dict(payload: object, source: str) -> dict[str, torch.Tensor]:
-    """The model weights of a VainF file: ``{'model_state': ...}`` as published, or a bare state dict.
-
-    The training state beside it (``optimizer_state``, ``scheduler_state``, ``cur_itrs``, ``best_score``)
-    is ignored; a ``module.`` prefix (a model saved through ``nn.DataParallel``) is stripped.
-    """
-    if isinstance(payload, dict) and "model_state" in payload:
-        payload = payload["model_state"]
-    if not isinstance(payload, dict) or not payload or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload.items()):
-        found = ", ".join(map(repr, list(payload)[:4])) if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{source} holds no state dict (no 'model_state'; found {found or 'nothing'})")
-    if all(key.startswith("module.") for key in payload):
-        payload = {key.removeprefix("module."): value for key, value in payload.items()}
-    return payload
-
-
 def build_published(backbone: str, arch: str, checkpoint: str) -> Segmenter:
     """VainF's DeepLabV3+ with ``backbone`` and the published Cityscapes file ``checkpoint``, loaded strictly."""
     spec = f"deeplabv3plus_{backbone}"
@@ -295,7 +278,8 @@ def build_published(backbone: str, arch: str, checkpoint: str) -> Segmenter:
             f"segmenter {spec} needs segmenter_checkpoint (VainF's {PUBLISHED_FILES[backbone]}); "
             "no weights are downloaded"
         )
-    state = published_state_dict(read_weights(checkpoint), checkpoint)
+    # VainF saves {'model_state', 'optimizer_state', 'scheduler_state', 'cur_itrs', 'best_score'}
+    state = unwrap_state_dict(read_weights(checkpoint), checkpoint, ("model_state",))
     segmenter = VainFDeepLabV3Plus(backbone)
     load_strict(segmenter, state, f"{checkpoint} does not fit {spec}")
     segmenter.refresh_identity()

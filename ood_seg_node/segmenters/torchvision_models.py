@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_seg_node.checkpoints import CheckpointError, read_weights
+from ood_seg_node.checkpoints import read_weights, unwrap_state_dict
 from ood_seg_node.cityscapes import NUM_CLASSES
 from ood_seg_node.segmenters.base import SEGMENTERS, Segmenter, SegmenterError
 
@@ -106,8 +106,7 @@ class TorchvisionSegmenter(Segmenter):
 
     def load_user_state(self, state_dict: dict[str, torch.Tensor], source: str) -> None:
         """Load a torchvision-layout state dict (aux classifier weights are ignored)."""
-        state = {k.removeprefix("module."): v for k, v in state_dict.items() if "aux_classifier" not in k}
-        state = {k.removeprefix("model."): v for k, v in state.items()}
+        state = {k.removeprefix("model."): v for k, v in state_dict.items() if "aux_classifier" not in k}
         missing, unexpected = self.model.load_state_dict(state, strict=False)
         if missing or unexpected:
             detail = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
@@ -124,12 +123,6 @@ def build_torchvision(arch: str, checkpoint: str) -> Segmenter:
             f"segmenter torchvision:{arch} needs segmenter_checkpoint (19-class Cityscapes weights); "
             "no weights are downloaded"
         )
-    payload = read_weights(checkpoint)
-    if isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict):
-        payload = payload["state_dict"]
-    elif isinstance(payload, dict) and isinstance(payload.get("model"), dict):
-        payload = payload["model"]
-    if not isinstance(payload, dict):
-        raise CheckpointError(f"{checkpoint} holds no state dict")
-    segmenter.load_user_state(payload, checkpoint)
+    segmenter.load_user_state(unwrap_state_dict(read_weights(checkpoint), checkpoint, ("state_dict", "model")),
+                              checkpoint)
     return segmenter

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_seg_node.checkpoints import CheckpointError, read_weights
+from ood_seg_node.checkpoints import load_strict, read_weights, unwrap_state_dict
 from ood_seg_node.cityscapes import CLASS_NAMES, NUM_CLASSES
 from ood_seg_node.segmenters.base import SEGMENTERS, Segmenter, SegmenterError
 
@@ -208,16 +208,7 @@ def published_state_dict(payload: object, source: str) -> dict[str, torch.Tensor
       only ``branch1.`` is read, without ``branch1.residual_block.`` (RPL's head, loaded by the ``rpl`` head);
     - ObsNet: a bare state dict. A ``module.`` prefix on every key is stripped in each layout.
     """
-    if isinstance(payload, dict) and "state_dict" in payload:
-        payload = payload["state_dict"]
-    elif isinstance(payload, dict) and "model" in payload:
-        payload = payload["model"]
-    if not isinstance(payload, dict) or not payload or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in payload.items()):
-        found = ", ".join(map(repr, list(payload)[:4])) if isinstance(payload, dict) else type(payload).__name__
-        raise CheckpointError(f"{source} holds no state dict (no 'state_dict' or 'model'; found {found or 'nothing'})")
-    if all(key.startswith("module.") for key in payload):
-        payload = {key.removeprefix("module."): value for key, value in payload.items()}
+    payload = unwrap_state_dict(payload, source, ("state_dict", "model"))
     if any(key.startswith(RPL_PREFIX) for key in payload):
         payload = {key.removeprefix(RPL_PREFIX): value for key, value in payload.items()
                    if key.startswith(RPL_PREFIX) and not key.startswith(RPL_HEAD_PREFIX)}
@@ -236,21 +227,6 @@ def _with_batch_counters(expected: dict[str, torch.Tensor], state: dict[str, tor
     return {**state, **counters}
 
 
-def first_difference(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> str | None:
-    """``missing key 'x'``, ``unexpected key 'y'``, then ``size mismatch for z: ...``; None when they fit."""
-    missing = next((key for key in expected if key not in state), None)
-    if missing is not None:
-        return f"missing key {missing!r}"
-    unexpected = next((key for key in state if key not in expected), None)
-    if unexpected is not None:
-        return f"unexpected key {unexpected!r}"
-    for key, value in expected.items():
-        if state[key].shape != value.shape:
-            return (f"size mismatch for {key}: the file has {tuple(state[key].shape)}, "
-                    f"{NAME} has {tuple(value.shape)}")
-    return None
-
-
 def load_published(checkpoint: str) -> DeepWV3Plus:
     """Build :class:`DeepWV3Plus` on the meta device and assign the file's tensors to it, strictly.
 
@@ -262,11 +238,8 @@ def load_published(checkpoint: str) -> DeepWV3Plus:
     segmenter = DeepWV3Plus(meta=True)
     expected = segmenter.state_dict()
     state = _with_batch_counters(expected, state)
-    difference = first_difference(expected, state)
-    if difference is not None:
-        raise CheckpointError(f"{checkpoint} does not fit {NAME}: {difference}")
     state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
-    segmenter.load_state_dict(state, strict=True, assign=True)  # every key was checked just above
+    load_strict(segmenter, state, f"{checkpoint} does not fit {NAME}", assign=True)
     segmenter.refresh_identity()
     return segmenter
 
