@@ -309,10 +309,10 @@ class NFlowJSTrainer(HeadTrainer):
         self.optimizer = torch.optim.Adam(groups)
 
     def check_segmenter(self) -> None:
-        """NFlowJS fine-tunes the segmenter, so it must be one whose weights can be trained here."""
-        if self.segmenter.spec.split(":")[0] not in ("builtin", "torchvision"):
+        """NFlowJS fine-tunes the segmenter, so it must be a module whose weights train here (not TorchScript)."""
+        if self.segmenter.spec.split(":")[0] == "torchscript":
             raise SegmenterError(f"NFlowJS fine-tunes the segmenter; {self.segmenter.spec} cannot be fine-tuned "
-                                 "(use builtin or torchvision:<arch>)")
+                                 "(a TorchScript file holds no trainable module: use its source model)")
 
     def pretrain(self, out: Path) -> dict[str, Any]:
         """Pre-train the flow (unless one was given), saved as ``nflowjs_flow_pretrained.pt``."""
