@@ -133,3 +133,20 @@ def lite_deeplab_forward(
     context = F.interpolate(net.aspp(s3), size=s1.shape[-2:], mode="bilinear", align_corners=False)
     neck = mix("neck", net.decoder(torch.cat([context, net.skip(s1)], dim=1)))
     return s1, s2, s3, neck
+
+
+def gaussian_blur(score: torch.Tensor, kernel_size: int = 7, sigma: float = 1.0) -> torch.Tensor:
+    """Separable Gaussian blur of a (B, h, w) map, reflect-padded like torchvision's ``GaussianBlur``.
+
+    Maps smaller than the kernel's half-width cannot be reflected and are padded by replication instead.
+    """
+    radius = kernel_size // 2
+    offsets = torch.arange(kernel_size, dtype=score.dtype, device=score.device) - radius
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    height, width = score.shape[-2:]
+    mode = "reflect" if height > radius and width > radius else "replicate"
+    x = F.pad(score[:, None], (radius, radius, radius, radius), mode=mode)
+    x = F.conv2d(x, kernel.view(1, 1, 1, kernel_size))
+    x = F.conv2d(x, kernel.view(1, 1, kernel_size, 1))
+    return x[:, 0]

@@ -242,3 +242,59 @@ def test_wrong_files_are_refused_in_one_line(published, tmp_path, capsys):
         build_segmenter(NAME)
     with pytest.raises(SegmenterError, match="takes no architecture"):
         build_segmenter(f"{NAME}:os16", str(published[0]))
+
+
+def _official_residual_block() -> Manifest:
+    """RPL's ``ResidualAnomalyBlock`` (rpl_corocl.code/model/wide_network.py), under ``branch1.residual_block.``."""
+    yield "atten_aspp.features.0.0.weight", (256, 4096, 1, 1)
+    yield from _bn("atten_aspp.features.0.1", 256)
+    for branch in (1, 2, 3):
+        yield f"atten_aspp.features.{branch}.0.weight", (256, 4096, 3, 3)
+        yield from _bn(f"atten_aspp.features.{branch}.1", 256)
+    yield "atten_aspp.img_conv.0.weight", (256, 4096, 1, 1)
+    yield from _bn("atten_aspp.img_conv.1", 256)
+    yield "bot_atten_aspp.weight", (256, 1280, 1, 1)
+    yield "atten_aspp_final.weight", (304, 256, 1, 1)
+    yield "proj_head.proj.0.weight", (304, 256, 1, 1)
+    yield "proj_head.proj.0.bias", (304,)
+
+
+def test_rpl_published_file_gives_the_official_score(published, tmp_path):
+    """RPL's rev3.pth layout: the segmenter from ``branch1.*``, the head from ``branch1.residual_block.*``."""
+    from ood_seg_node.heads import build_head
+    from ood_seg_node.heads.rpl_published import PublishedRPL, ResidualBlock
+    from ood_seg_node.layers import gaussian_blur
+
+    _, state, model = published
+    block = ResidualBlock().eval()
+    assert [(k, tuple(v.shape)) for k, v in block.state_dict().items()] == list(_official_residual_block())
+    torch.manual_seed(0)
+    for module in block.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(module.running_var, 0.5, 2.0)
+    rev3 = tmp_path / "rev3.pth"
+    torch.save({"model": {**{f"branch1.{k}": v for k, v in state.items()},
+                          **{f"branch1.residual_block.{k}": v for k, v in block.state_dict().items()}},
+                "epoch": 40}, rev3)
+    head = build_head("rpl", model, str(rev3))
+    assert isinstance(head, PublishedRPL)
+    image = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        out = model.run(image)
+        perturbed = head.perturbed_logits(out)
+        native = head.score(image, out)
+        official = head.score_input(image, out, torch.zeros(1, 19, 48, 64))
+        expected = gaussian_blur(-torch.logsumexp(
+            F.interpolate(perturbed, size=(48, 64), mode="bilinear", align_corners=True), dim=1))
+        block.atten_aspp_final.weight.zero_()  # no residual: the segmenter's own logits
+        unperturbed = model.final(model.decoder_input(out.features["stage1"], out.features["stage3"])
+                                  + block(out.features["stage3"], tuple(out.features["stage1"].shape[-2:])))
+    torch.testing.assert_close(unperturbed, out.logits)
+    assert not torch.allclose(perturbed, out.logits)
+    torch.testing.assert_close(official, expected)
+    torch.testing.assert_close(native, gaussian_blur(-torch.logsumexp(perturbed, dim=1)))
+    assert native.shape == out.logits.shape[:1] + out.logits.shape[-2:]
+    wrong = tmp_path / "rev3_wrong.pth"
+    torch.save({"model": {"branch1.residual_block.atten_aspp_final.weight": torch.zeros(3, 2, 1, 1)}}, wrong)
+    with pytest.raises(CheckpointError, match="does not fit RPL's residual block: missing key"):
+        build_head("rpl", model, str(wrong))

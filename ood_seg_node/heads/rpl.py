@@ -34,33 +34,16 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ood_seg_node.fastpath import FastPath
 from ood_seg_node.heads.base import HEADS, TrainedHead
-from ood_seg_node.layers import resize
+from ood_seg_node.heads.rpl_published import build_published_rpl
+from ood_seg_node.layers import gaussian_blur, resize
 from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
 
 DEFAULT_WIDTH = 64
 DEFAULT_DILATIONS = (1, 2, 4)
-
-
-def gaussian_blur(score: torch.Tensor, kernel_size: int = 7, sigma: float = 1.0) -> torch.Tensor:
-    """Separable Gaussian blur of a (B, h, w) map, reflect-padded like torchvision's ``GaussianBlur``.
-
-    Maps smaller than the kernel's half-width cannot be reflected and are padded by replication instead.
-    """
-    radius = kernel_size // 2
-    offsets = torch.arange(kernel_size, dtype=score.dtype, device=score.device) - radius
-    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    height, width = score.shape[-2:]
-    mode = "reflect" if height > radius and width > radius else "replicate"
-    x = F.pad(score[:, None], (radius, radius, radius, radius), mode=mode)
-    x = F.conv2d(x, kernel.view(1, 1, 1, kernel_size))
-    x = F.conv2d(x, kernel.view(1, 1, kernel_size, 1))
-    return x[:, 0]
 
 
 class ResidualPatternModule(nn.Module):
@@ -155,6 +138,12 @@ class RPLHead(TrainedHead):
     @classmethod
     def from_config(cls, segmenter: Segmenter, config: dict[str, Any]) -> RPLHead:
         return cls(segmenter, **config)
+
+    @classmethod
+    def build(cls, segmenter: Segmenter, checkpoint: str = "") -> TrainedHead:
+        """The package's own RPL checkpoint (the shipped one by default), or RPL's published file."""
+        published = build_published_rpl(segmenter, checkpoint)
+        return published if published is not None else super().build(segmenter, checkpoint)
 
     def augmented_logits(self, out: SegmenterOutput) -> torch.Tensor:
         """The classifier's logits on ``neck + residual``.
