@@ -155,6 +155,20 @@ def read_weights(path: str | os.PathLike[str]) -> Any:
         raise CheckpointError(f"{path} is truncated or damaged ({first_sentence(error)})") from None
 
 
+def published_payload(path: str) -> object | None:
+    """A head checkpoint read as its authors may have published it (weights-only), or None.
+
+    None for an empty path or a file this reader refuses: the package's own loader then reports it in its
+    words. Heads that accept their method's published file look at the payload's layout first.
+    """
+    if not path:
+        return None
+    try:
+        return read_weights(path)
+    except CheckpointError:
+        return None
+
+
 def load_checkpoint(
     path: str | os.PathLike[str], *, kind: str | None = None, name: str | None = None
 ) -> Checkpoint:
@@ -226,8 +240,8 @@ def unwrap_state_dict(payload: object, source: str, containers: Sequence[str]) -
     if not isinstance(payload, dict) or not payload or not all(
             isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in payload.items()):
         found = ", ".join(map(repr, list(payload)[:4])) if isinstance(payload, dict) else type(payload).__name__
-        wanted = " or ".join(repr(name) for name in containers)
-        raise CheckpointError(f"{source} holds no state dict (no {wanted}; found {found or 'nothing'})")
+        wanted = f"no {' or '.join(repr(name) for name in containers)}; " if containers else ""
+        raise CheckpointError(f"{source} holds no state dict ({wanted}found {found or 'nothing'})")
     if all(key.startswith("module.") for key in payload):
         payload = {key.removeprefix("module."): value for key, value in payload.items()}
     return payload

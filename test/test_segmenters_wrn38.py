@@ -298,3 +298,37 @@ def test_rpl_published_file_gives_the_official_score(published, tmp_path):
     torch.save({"model": {"branch1.residual_block.atten_aspp_final.weight": torch.zeros(3, 2, 1, 1)}}, wrong)
     with pytest.raises(CheckpointError, match="does not fit RPL's residual block: missing key"):
         build_head("rpl", model, str(wrong))
+
+
+def test_obsnet_published_observer_loads_and_reads_the_segmenter(published, tmp_path):
+    """ObsNet's best.pth: a bare state dict of a one-class DeepWV3Plus, fed the segmenter's features."""
+    from ood_seg_node.heads import build_head
+    from ood_seg_node.heads.obsnet_published import PublishedObsNet
+
+    _, _, model = published
+    expected = [(k, (1, 256, 1, 1) if k == "final.6.weight" else shape) for k, shape in official_manifest()]
+    observer = DeepWV3Plus(num_classes=1)
+    assert [(k, tuple(v.shape)) for k, v in observer.state_dict().items()] == expected
+    best = tmp_path / "best.pth"
+    torch.save({f"module.{k}": v for k, v in observer.state_dict().items()}, best)
+    del observer
+    head = build_head("obsnet", model, str(best))
+    best.unlink()
+    assert isinstance(head, PublishedObsNet)
+    image = torch.rand(1, 3, 48, 64)
+    with torch.no_grad():
+        out = model.run(image)
+        logits = head.observer_logits(image, out)
+        native = head.score(image, out)
+        official = head.score_input(image, out, torch.zeros(1, 19, 48, 64))
+        out.features["stage2"] = out.features["stage2"] + 1.0  # the observer reads the segmenter's features
+        moved = head.observer_logits(image, out)
+    assert logits.shape == (1, 1, *out.logits.shape[-2:])
+    torch.testing.assert_close(native, torch.sigmoid(logits)[:, 0])
+    torch.testing.assert_close(official, torch.sigmoid(
+        F.interpolate(logits, size=(48, 64), mode="bilinear", align_corners=True))[:, 0])
+    assert bool(((official >= 0) & (official <= 1)).all()) and not torch.allclose(logits, moved)
+    wrong = tmp_path / "observer_wrong.pth"
+    torch.save({"final.6.weight": torch.zeros(1, 256, 1, 1)}, wrong)
+    with pytest.raises(CheckpointError, match="does not fit ObsNet's observer: missing key 'mod1.conv1.weight'"):
+        build_head("obsnet", model, str(wrong))

@@ -37,6 +37,7 @@ from torch import nn
 
 from ood_seg_node.fastpath import FastPath
 from ood_seg_node.heads.base import HEADS, TrainedHead
+from ood_seg_node.heads.obsnet_published import build_published_obsnet
 from ood_seg_node.layers import (
     LITE_WIDTHS,
     Normalise,
@@ -115,6 +116,12 @@ class ObsNet(TrainedHead):
     @classmethod
     def from_config(cls, segmenter: Segmenter, config: dict[str, Any]) -> ObsNet:
         return cls(segmenter.tap_channels, config["size"])
+
+    @classmethod
+    def build(cls, segmenter: Segmenter, checkpoint: str = "") -> TrainedHead:
+        """The package's own ObsNet checkpoint (the shipped one by default), or ObsNet's published observer."""
+        published = build_published_obsnet(segmenter, checkpoint)
+        return published if published is not None else super().build(segmenter, checkpoint)
 
     def forward(self, image: torch.Tensor, features: dict[str, torch.Tensor],
                 size: tuple[int, int] | None = None) -> torch.Tensor:

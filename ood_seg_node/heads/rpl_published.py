@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_seg_node.checkpoints import CheckpointError, load_strict, read_weights, unwrap_state_dict
+from ood_seg_node.checkpoints import load_strict, published_payload, unwrap_state_dict
 from ood_seg_node.heads.base import Head, HeadError
 from ood_seg_node.layers import gaussian_blur
 from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
@@ -96,10 +96,5 @@ class PublishedRPL(Head):
 
 def build_published_rpl(segmenter: Segmenter, checkpoint: str) -> PublishedRPL | None:
     """RPL's own file as ``head_checkpoint``: the published head; None for a checkpoint of this package."""
-    if not checkpoint or not checkpoint.endswith((".pth", ".pt")):
-        return None
-    try:
-        payload = read_weights(checkpoint)
-    except CheckpointError:
-        return None  # not readable this way: the package's own loader reports it in its words
+    payload = published_payload(checkpoint)
     return PublishedRPL.load(segmenter, checkpoint, payload) if is_published_rpl(payload) else None

@@ -63,7 +63,7 @@ RPL_PREFIX = "branch1."  # RPL's ``Network.branch1`` is a DeepWV3Plus holding it
 RPL_HEAD_PREFIX = "branch1.residual_block."
 
 
-def _upsample(x: torch.Tensor, size: tuple[int, ...] | torch.Size) -> torch.Tensor:
+def upsample(x: torch.Tensor, size: tuple[int, ...] | torch.Size) -> torch.Tensor:
     """The official ``mynn.Upsample``: bilinear with ``align_corners=True``."""
     return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=True)
 
@@ -127,7 +127,7 @@ class AtrousSpatialPyramidPooling(nn.Module):
         self.img_conv = nn.Sequential(_conv(cin, width, 1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pooled = _upsample(self.img_conv(self.img_pooling(x)), x.shape[-2:])
+        pooled = upsample(self.img_conv(self.img_pooling(x)), x.shape[-2:])
         return torch.cat([pooled, *(branch(x) for branch in self.features)], dim=1)
 
 
@@ -145,7 +145,7 @@ class DeepWV3Plus(Segmenter):
     class_names: tuple[str, ...] = CLASS_NAMES
     upsample_align_corners = True
 
-    def __init__(self, *, meta: bool = False) -> None:
+    def __init__(self, *, meta: bool = False, num_classes: int = NUM_CLASSES) -> None:
         super().__init__(NAME, {"stage1": WIDTHS[0][-1], "stage2": WIDTHS[3][-1], "stage3": WIDTHS[5][-1],
                                 "neck": ASPP_WIDTH})
         self.default_input_size = None  # NVIDIA trains on 800x800 crops and evaluates on full frames
@@ -168,7 +168,7 @@ class DeepWV3Plus(Segmenter):
             self.final = nn.Sequential(
                 _conv(ASPP_WIDTH + FINE_WIDTH, ASPP_WIDTH, 3), nn.BatchNorm2d(ASPP_WIDTH), nn.ReLU(inplace=True),
                 _conv(ASPP_WIDTH, ASPP_WIDTH, 3), nn.BatchNorm2d(ASPP_WIDTH), nn.ReLU(inplace=True),
-                _conv(ASPP_WIDTH, NUM_CLASSES, 1),
+                _conv(ASPP_WIDTH, num_classes, 1),
             )
 
     def trunk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -182,7 +182,7 @@ class DeepWV3Plus(Segmenter):
 
         RPL adds its residual here, before ``final``.
         """
-        context = _upsample(self.bot_aspp(self.aspp(deep)), m2.shape[-2:])
+        context = upsample(self.bot_aspp(self.aspp(deep)), m2.shape[-2:])
         return torch.cat([self.bot_fine(m2), context], dim=1)
 
     def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
