@@ -59,15 +59,20 @@ def _official_trunk() -> Manifest:
             cin = widths[-1]
 
 
-def _official_decoder() -> Manifest:
-    """``_AtrousSpatialPyramidPoolingModule(4096, 256, output_stride=8)``, ``bot_fine``, ``bot_aspp``, ``final``."""
-    yield "aspp.features.0.0.weight", (256, 4096, 1, 1)
-    yield from _bn("aspp.features.0.1", 256)
+def _official_aspp(prefix: str) -> Manifest:
+    """``_AtrousSpatialPyramidPoolingModule(4096, 256, output_stride=8)``: 1x1, three 3x3 branches, image pooling."""
+    yield f"{prefix}.features.0.0.weight", (256, 4096, 1, 1)
+    yield from _bn(f"{prefix}.features.0.1", 256)
     for branch in (1, 2, 3):
-        yield f"aspp.features.{branch}.0.weight", (256, 4096, 3, 3)
-        yield from _bn(f"aspp.features.{branch}.1", 256)
-    yield "aspp.img_conv.0.weight", (256, 4096, 1, 1)
-    yield from _bn("aspp.img_conv.1", 256)
+        yield f"{prefix}.features.{branch}.0.weight", (256, 4096, 3, 3)
+        yield from _bn(f"{prefix}.features.{branch}.1", 256)
+    yield f"{prefix}.img_conv.0.weight", (256, 4096, 1, 1)
+    yield from _bn(f"{prefix}.img_conv.1", 256)
+
+
+def _official_decoder() -> Manifest:
+    """``aspp``, ``bot_fine``, ``bot_aspp``, ``final``."""
+    yield from _official_aspp("aspp")
     yield "bot_fine.weight", (48, 128, 1, 1)
     yield "bot_aspp.weight", (256, 1280, 1, 1)
     yield "final.0.weight", (256, 304, 3, 3)
@@ -246,13 +251,7 @@ def test_wrong_files_are_refused_in_one_line(published, tmp_path, capsys):
 
 def _official_residual_block() -> Manifest:
     """RPL's ``ResidualAnomalyBlock`` (rpl_corocl.code/model/wide_network.py), under ``branch1.residual_block.``."""
-    yield "atten_aspp.features.0.0.weight", (256, 4096, 1, 1)
-    yield from _bn("atten_aspp.features.0.1", 256)
-    for branch in (1, 2, 3):
-        yield f"atten_aspp.features.{branch}.0.weight", (256, 4096, 3, 3)
-        yield from _bn(f"atten_aspp.features.{branch}.1", 256)
-    yield "atten_aspp.img_conv.0.weight", (256, 4096, 1, 1)
-    yield from _bn("atten_aspp.img_conv.1", 256)
+    yield from _official_aspp("atten_aspp")
     yield "bot_atten_aspp.weight", (256, 1280, 1, 1)
     yield "atten_aspp_final.weight", (304, 256, 1, 1)
     yield "proj_head.proj.0.weight", (304, 256, 1, 1)
