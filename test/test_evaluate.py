@@ -92,3 +92,16 @@ def test_score_files_may_drop_the_image_suffix(tmp_path):
         np.save(folder / f"{frame.name.removesuffix('_leftImg8bit')}.npy", np.zeros(frame.ood_gt.shape, np.float32))
     run = evaluate_frames(lambda: iter(frames), [ScoreFileScorer(folder)], kind="obstacle")
     assert run.results()["m"]["frames"] == 2
+
+
+def test_both_score_resolutions_on_the_same_frames(tmp_path, random_builtin_checkpoint):
+    from ood_seg_node.cli import main as cli_main
+
+    assert cli_main(["evaluate", "--dataset", "synthetic", "--seed", "2000", "--frames", "2", "--height", "64",
+                     "--width", "128", "--head", "msp", "--segmenter-checkpoint", random_builtin_checkpoint,
+                     "--device", "cpu", "--score-resolution", "both", "--overlays", "0", "--out", str(tmp_path)]) == 0
+    heads = json.loads((tmp_path / "metrics.json").read_text())["heads"]
+    assert set(heads) == {"msp", "msp@input"}
+    assert heads["msp"]["frames"] == heads["msp@input"]["frames"] == 2
+    # the order of upsampling and scoring shows (6e-4 here), far above float noise between CPUs (~1e-6)
+    assert abs(heads["msp"]["auroc"] - heads["msp@input"]["auroc"]) > 1e-4

@@ -38,9 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     methods.add_argument("--segmenter", default="builtin", help="segmenter spec (default: %(default)s)")
     methods.add_argument("--segmenter-checkpoint", default="", help="segmenter weights")
     methods.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
-    methods.add_argument("--score-resolution", choices=("native", "input"), default="native",
+    methods.add_argument("--score-resolution", choices=("native", "input", "both"), default="native",
                          help="native: score at the logits' resolution, then upsample (the node's default); "
-                              "input: upsample the logits first, as the papers' code does (default: %(default)s)")
+                              "input: upsample the logits first, as the papers' code does; both: every head "
+                              "twice on the same frames, the input-order one as <head>@input "
+                              "(default: %(default)s)")
     options = parser.add_argument_group("evaluation")
     options.add_argument("--out", required=True, help="output folder")
     options.add_argument("--kind", choices=("obstacle", "anomaly"), default=None,
@@ -109,9 +111,12 @@ def _scorers(args: argparse.Namespace) -> list:
                 label = f"{name}:{folder.parent.name if folder.stem == name else folder.stem}"
             (own if head.segmenter_override() is not None else shared).append((head, label))
         groups = ([shared] if shared else []) + [[entry] for entry in own]
+        resolutions = ("native", "input") if args.score_resolution == "both" else (args.score_resolution,)
+        suffix = {"native": "", "input": "@input" if args.score_resolution == "both" else ""}
         scorers += [PipelineScorer(Pipeline(segmenter, [head for head, _ in group], device=args.device,
-                                            score_resolution=args.score_resolution,
-                                            names=[label for _, label in group])) for group in groups]
+                                            score_resolution=resolution,
+                                            names=[label + suffix[resolution] for _, label in group]))
+                    for resolution in resolutions for group in groups]
     if not scorers:
         raise ValueError("nothing to evaluate: give --head and/or --scores")
     return scorers
