@@ -94,20 +94,17 @@ def obstacle_markers(
             text += f", {distance:.1f} m"
         array.markers.append(box)
         array.markers.append(
-            Marker(
-                header=header,
-                ns=LABEL_NAMESPACE,
-                id=index,
-                type=Marker.TEXT_VIEW_FACING,
-                action=Marker.ADD,
-                pose=Pose(position=label_position, orientation=Quaternion(w=1.0)),
-                scale=Vector3(z=text_height),
-                color=_TEXT_COLOR,
-                lifetime=Duration(),
-                text=text,
-            )
+            _marker(header, LABEL_NAMESPACE, index, Marker.TEXT_VIEW_FACING,
+                    pose=Pose(position=label_position, orientation=Quaternion(w=1.0)),
+                    scale=Vector3(z=text_height), color=_TEXT_COLOR, text=text)
         )
     return array
+
+
+def _marker(header: Header, namespace: str, index: int, marker_type: int, **fields: object) -> Marker:
+    """An ADD marker of this frame that lives until the next DELETEALL (lifetime 0)."""
+    return Marker(header=header, ns=namespace, id=index, type=marker_type, action=Marker.ADD, lifetime=Duration(),
+                  **fields)
 
 
 def _image_plane_box(
@@ -116,18 +113,9 @@ def _image_plane_box(
     # Pixel edges, not centres, so a one-pixel component still draws a visible square.
     corners = [(obstacle.x0, obstacle.y0), (obstacle.x1, obstacle.y0), (obstacle.x1, obstacle.y1),
                (obstacle.x0, obstacle.y1), (obstacle.x0, obstacle.y0)]
-    box = Marker(
-        header=header,
-        ns=BOX_NAMESPACE,
-        id=index,
-        type=Marker.LINE_STRIP,
-        action=Marker.ADD,
-        pose=Pose(orientation=Quaternion(w=1.0)),
-        scale=Vector3(x=_LINE_WIDTH_PX * scale),
-        color=_BOX_COLOR,
-        lifetime=Duration(),
-        points=[Point(x=float(u) * scale, y=float(v) * scale, z=0.0) for u, v in corners],
-    )
+    box = _marker(header, BOX_NAMESPACE, index, Marker.LINE_STRIP, pose=Pose(orientation=Quaternion(w=1.0)),
+                  scale=Vector3(x=_LINE_WIDTH_PX * scale), color=_BOX_COLOR,
+                  points=[Point(x=float(u) * scale, y=float(v) * scale, z=0.0) for u, v in corners])
     label = Point(
         x=(obstacle.x0 + obstacle.x1) / 2.0 * scale,
         y=(obstacle.y0 - _TEXT_HEIGHT_PX) * scale,  # above the box: image v grows downwards
@@ -155,12 +143,8 @@ def _ground_box(
     distance = math.sqrt(foot[0] ** 2 + foot[1] ** 2 + foot[2] ** 2)
     if not all(math.isfinite(value) for value in (width, tall, distance, *centre, *top)):
         return None  # absurd intrinsics: the image-plane box is still meaningful
-    box = Marker(
-        header=header,
-        ns=BOX_NAMESPACE,
-        id=index,
-        type=Marker.CUBE,
-        action=Marker.ADD,
+    box = _marker(
+        header, BOX_NAMESPACE, index, Marker.CUBE,
         # Rotating about x by the pitch aligns the cube's y axis with world "down".
         pose=Pose(
             position=Point(x=centre[0], y=centre[1], z=centre[2]),
@@ -168,6 +152,5 @@ def _ground_box(
         ),
         scale=Vector3(x=width, y=tall, z=width),
         color=_CUBE_COLOR,
-        lifetime=Duration(),
     )
     return box, Point(x=top[0], y=top[1], z=top[2]), _TEXT_HEIGHT_M, distance
