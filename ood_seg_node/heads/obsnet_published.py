@@ -41,7 +41,7 @@ class PublishedObsNet(Head):
 
     def __init__(self, segmenter: Segmenter, *, meta: bool = False) -> None:
         super().__init__()
-        if not all(hasattr(segmenter, name) for name in ("aspp", "bot_aspp", "bot_fine", "final")):
+        if not all(hasattr(segmenter, name) for name in ("aspp", "bot_fine", "decoder_concat", "final")):
             raise HeadError(f"ObsNet's published observer needs segmenter deeplabv3plus_wrn38, not {segmenter.spec}")
         self._segmenter = (segmenter,)  # a tuple hides it from nn.Module registration
         self.observer = DeepWV3Plus(meta=meta, num_classes=1)
@@ -61,13 +61,13 @@ class PublishedObsNet(Head):
         m2, m5, deep = out.features["stage1"], out.features["stage2"], out.features["stage3"]
         aspp = segmenter.aspp(deep)
         fine = segmenter.bot_fine(m2)
-        decoder_in = torch.cat([fine, upsample(segmenter.bot_aspp(aspp), m2.shape[-2:])], dim=1)
+        decoder_in = segmenter.decoder_concat(fine, aspp)
 
         own_m2 = observer.mod2(observer.pool2(observer.mod1(segmenter.normalise(image)))) + m2
         own_m5 = observer.mod5(observer.mod4(observer.mod3(observer.pool3(own_m2)))) + m5
         own_aspp = observer.aspp(observer.mod7(observer.mod6(own_m5))) + aspp
         own_fine = observer.bot_fine(own_m2) + fine
-        own_in = torch.cat([own_fine, upsample(observer.bot_aspp(own_aspp), own_m2.shape[-2:])], dim=1) + decoder_in
+        own_in = observer.decoder_concat(own_fine, own_aspp) + decoder_in
         return observer.final(own_in)
 
     def score(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:

@@ -19,14 +19,13 @@ to the input's size with ``align_corners=True``, then energy, then the blur).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ood_seg_node.checkpoints import load_strict, published_payload, unwrap_state_dict
 from ood_seg_node.heads.base import Head, HeadError
 from ood_seg_node.layers import gaussian_blur
 from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
-from ood_seg_node.segmenters.wrn38 import AtrousSpatialPyramidPooling
+from ood_seg_node.segmenters.wrn38 import AtrousSpatialPyramidPooling, upsample
 
 HEAD_PREFIX = "branch1.residual_block."
 
@@ -44,7 +43,7 @@ class ResidualBlock(nn.Module):
 
     def forward(self, deep: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         reduced = self.bot_atten_aspp(self.atten_aspp(deep))
-        return self.atten_aspp_final(F.interpolate(reduced, size=size, mode="bilinear", align_corners=True))
+        return self.atten_aspp_final(upsample(reduced, size))
 
 
 def is_published_rpl(payload: object) -> bool:
@@ -89,8 +88,7 @@ class PublishedRPL(Head):
         return gaussian_blur(energy)
 
     def score_input(self, image: torch.Tensor, out: SegmenterOutput, logits: torch.Tensor) -> torch.Tensor:
-        perturbed = F.interpolate(self.perturbed_logits(out).float(), size=logits.shape[-2:], mode="bilinear",
-                                  align_corners=True)
+        perturbed = upsample(self.perturbed_logits(out).float(), logits.shape[-2:])
         return gaussian_blur(-torch.logsumexp(perturbed, dim=1))
 
 

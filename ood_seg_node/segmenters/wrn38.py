@@ -182,8 +182,14 @@ class DeepWV3Plus(Segmenter):
 
         RPL adds its residual here, before ``final``.
         """
-        context = upsample(self.bot_aspp(self.aspp(deep)), m2.shape[-2:])
-        return torch.cat([self.bot_fine(m2), context], dim=1)
+        return self.decoder_concat(self.bot_fine(m2), self.aspp(deep))
+
+    def decoder_concat(self, fine: torch.Tensor, aspp: torch.Tensor) -> torch.Tensor:
+        """``bot_fine`` features beside ``bot_aspp(aspp)`` upsampled to their size: the decoder's input.
+
+        Separate from :meth:`decoder_input` because ObsNet's observer adds features to both parts first.
+        """
+        return torch.cat([fine, upsample(self.bot_aspp(aspp), fine.shape[-2:])], dim=1)
 
     def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         m2, m5, deep = self.trunk(x)
