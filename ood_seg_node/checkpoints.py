@@ -132,16 +132,23 @@ def check_torch_file(path: str | os.PathLike[str], expected: str) -> Path:
     return path
 
 
-def read_weights(path: str | os.PathLike[str]) -> Any:
+def read_weights(path: str | os.PathLike[str], *, mmap: bool = False) -> Any:
     """``torch.load`` with ``weights_only=True`` of a ``torch.save`` file; every failure is one line.
+
+    Args:
+        path: the file.
+        mmap: map the tensors from the file instead of reading them (zip-format files; a pre-1.6 file is
+            read): a caller that keeps a few tensors of a large file then never holds the rest in memory.
 
     Raises:
         CheckpointError: not a checkpoint (see :func:`check_torch_file`), refused by weights-only loading
             (it holds code or objects), or truncated / damaged.
     """
     path = check_torch_file(path, CHECKPOINT)
+    with path.open("rb") as stream:
+        mmap = mmap and stream.read(len(_ZIP_MAGIC)) == _ZIP_MAGIC
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as error:
         unsafe = _UNSAFE.search(str(error))
         if unsafe is None:
@@ -159,12 +166,13 @@ def published_payload(path: str) -> object | None:
     """A head checkpoint read as its authors may have published it (weights-only), or None.
 
     None for an empty path or a file this reader refuses: the package's own loader then reports it in its
-    words. Heads that accept their method's published file look at the payload's layout first.
+    words. Heads that accept their method's published file look at the payload's layout first. The tensors
+    are mapped, not read: RPL's file also holds the 550 MB segmenter that the segmenter loader reads itself.
     """
     if not path:
         return None
     try:
-        return read_weights(path)
+        return read_weights(path, mmap=True)
     except CheckpointError:
         return None
 
