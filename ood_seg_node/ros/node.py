@@ -246,10 +246,14 @@ class OODSegNode(LifecycleNode):
     def _install(self, pipeline: Pipeline, built_from: NodeConfig) -> Pipeline | None:
         """Make ``pipeline`` the running one with the current mask settings; returns the one it replaces."""
         with self._lock:
-            pipeline.threshold = float(self._config.threshold)
-            pipeline.min_obstacle_area = int(self._config.min_obstacle_area)
+            self._apply_mask_settings(pipeline)
             replaced, self._pipeline, self._pipeline_config = self._pipeline, pipeline, built_from
         return replaced
+
+    def _apply_mask_settings(self, pipeline: Pipeline) -> None:
+        """The node's ``threshold`` and ``min_obstacle_area`` onto the pipeline; the caller holds the lock."""
+        pipeline.threshold = float(self._config.threshold)
+        pipeline.min_obstacle_area = int(self._config.min_obstacle_area)
 
     def _request_rebuild(self, config: NodeConfig) -> None:
         with self._lock:
@@ -426,8 +430,7 @@ class OODSegNode(LifecycleNode):
             self._config = new
             pipeline, running = self._pipeline, self._pipeline_config
             if pipeline is not None:
-                pipeline.threshold = float(new.threshold)
-                pipeline.min_obstacle_area = int(new.min_obstacle_area)
+                self._apply_mask_settings(pipeline)
         rebuild = running is not None and any(getattr(new, k) != getattr(running, k) for k in PIPELINE_KEYS)
         if rebuild:
             self._request_rebuild(new)
