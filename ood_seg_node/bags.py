@@ -19,8 +19,9 @@ else Jazzy); ``sensor_msgs`` Image/CameraInfo are identical from Humble to Kilte
 in rosbag2 format version 8 (the newest both Jazzy and Kilted read; Humble reads the fields it knows),
 with offered QoS profiles (reliable, volatile, keep-last 10) so ``ros2 bag play`` can re-create the
 publishers, and a ``metadata.yaml`` that ``ros2 bag info`` reads. ``custom_data`` records the frame
-names, the dataset kind (``obstacle``/``anomaly``) and the source, so an evaluation of the bag can match
-precomputed score files and apply the right component filters.
+names, the dataset kind (``obstacle``/``anomaly``), the source and the label space of the semantic maps,
+so an evaluation of the bag can match precomputed score files, apply the right component filters and
+compute mIoU only for a segmenter of the same classes.
 
 Reading pairs the image, ground truth and semantic messages by header stamp; it also accepts
 ``sensor_msgs/msg/CompressedImage`` on the image topic and any encoding of
@@ -161,6 +162,7 @@ class BagFrame:
     frame_id: str
     index: int = 0
     name: str = ""
+    label_space: str = "cityscapes"
 
     def to_frame(self) -> Frame:
         """The dataset-frame view (sequence = frame_id, name = recorded frame name or the stamp)."""
@@ -171,6 +173,7 @@ class BagFrame:
             name=self.name or str(self.stamp_ns),
             sequence=self.frame_id,
             index=self.index,
+            label_space=self.label_space,
         )
 
 
@@ -187,6 +190,7 @@ class BagInfo:
     frame_names: list[str] = field(default_factory=list)
     kind: str | None = None
     source: str | None = None
+    label_space: str = "cityscapes"
 
 
 @lru_cache(maxsize=1)
@@ -375,6 +379,7 @@ def write_bag(
     total: int | None = None,
     kind: str | None = None,
     source: str | None = None,
+    label_space: str = "cityscapes",
     overwrite: bool = False,
     compress: bool = False,
 ) -> BagSummary:
@@ -392,6 +397,7 @@ def write_bag(
         total: number of frames for the progress bar when ``frames`` has no ``len()``.
         kind: ``obstacle`` or ``anomaly``, recorded for evaluation (see :mod:`ood_seg_node.datasets`).
         source: free text recorded in ``custom_data`` (e.g. the dataset spec).
+        label_space: the class set of the frames' ``semantic`` maps, recorded for evaluation.
         overwrite: replace an existing bag folder.
         compress: zstd-compress the MCAP chunks (mcap only; transparent to ``ros2 bag play``).
 
@@ -462,6 +468,7 @@ def write_bag(
                 writer.set_custom_data(f"{_CUSTOM_PREFIX}kind", kind)
             if source is not None:
                 writer.set_custom_data(f"{_CUSTOM_PREFIX}source", source)
+            writer.set_custom_data(f"{_CUSTOM_PREFIX}label_space", label_space)
         for file in _mcap_files(path):
             _mcap_checksums(file, fill=True)
     except BaseException as error:
@@ -516,6 +523,7 @@ def bag_info(path: str | Path) -> BagInfo:
             frame_names=[str(n) for n in names] if isinstance(names, list) else [],
             kind=custom.get(f"{_CUSTOM_PREFIX}kind"),
             source=custom.get(f"{_CUSTOM_PREFIX}source"),
+            label_space=custom.get(f"{_CUSTOM_PREFIX}label_space", "cityscapes"),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise BagError(f"{path / 'metadata.yaml'} is malformed: {error!r}") from None
@@ -644,8 +652,10 @@ def read_bag(
     """
     path = Path(path)
     names: list[str] = []
+    label_space = "cityscapes"
     if path.is_dir():
-        names = bag_info(path).frame_names
+        info = bag_info(path)
+        names, label_space = info.frame_names, info.label_space
     pending: dict[int, dict[str, Any]] = {}
     emitted = 0
 
@@ -669,6 +679,7 @@ def read_bag(
             frame_id=parts.get("frame_id", ""),
             index=emitted,
             name=names[emitted] if emitted < len(names) else "",
+            label_space=label_space,
         )
         emitted += 1
         return frame

@@ -1,5 +1,5 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""Cityscapes train-id classes and palette: the label space every segmenter here predicts."""
+"""Cityscapes train-id classes and palette: the default label space (see :mod:`ood_seg_node.label_spaces`)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,3 @@ PALETTE = np.array(
 # Anomaly ground truth convention used everywhere inside the package (SMIYC).
 OOD_INLIER, OOD_ANOMALY, OOD_IGNORE = 0, 1, 255
 
-
-def colorize(labels: np.ndarray) -> np.ndarray:
-    """Map an HxW trainId image to HxWx3 RGB with the Cityscapes palette (void = black)."""
-    lut = np.zeros((256, 3), dtype=np.uint8)
-    lut[:NUM_CLASSES] = PALETTE
-    return lut[labels]

@@ -34,7 +34,7 @@ class Scores:
 
     full: dict[str, np.ndarray]  # head -> HxW score at the frame's size
     kept: dict[str, np.ndarray] = field(default_factory=dict)  # head -> score to keep for pass 2 (smaller)
-    labels: np.ndarray | None = None  # HxW predicted class ids
+    labels: np.ndarray | None = None  # HxW predicted class ids, when in the frame's label space
     latency_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -43,6 +43,7 @@ class Scorer(Protocol):
 
     names: list[str]
     thresholds: dict[str, float]  # calibrated default threshold per head (NaN if unknown)
+    class_names: tuple[str, ...]  # the classes of ``Scores.labels`` (empty when it has none)
 
     def score(self, frame: Frame) -> Scores:
         """The frame's scores."""
@@ -55,12 +56,16 @@ class PipelineScorer:
         self.pipeline = pipeline
         self.names = list(pipeline.names)
         self.thresholds = {name: float(head.default_threshold) for name, head in zip(pipeline.names, pipeline.heads)}
+        self.label_space = pipeline.segmenter.label_space
+        self.class_names = self.label_space.class_names
 
     def score(self, frame: Frame) -> Scores:
+        """Scores and, when the frame's class ids are in the segmenter's label space, the predicted labels."""
         result = self.pipeline.process(frame.image)
         timings = result.timings_ms
         shared = timings["preprocess"] + timings["segmenter"]
-        return Scores(full=result.scores, kept=result.native_scores, labels=result.labels,
+        labels = result.labels if frame.label_space == self.label_space.name else None
+        return Scores(full=result.scores, kept=result.native_scores, labels=labels,
                       latency_ms={name: shared + timings[f"head:{name}"] for name in self.names})
 
 
@@ -73,6 +78,7 @@ class ScoreFileScorer:
             raise EvaluationError(f"score folder not found: {self.directory}")
         self.names = [name or self.directory.name]
         self.thresholds = {self.names[0]: math.nan}
+        self.class_names: tuple[str, ...] = ()
 
     def path(self, frame: Frame) -> Path:
         """``<name>.npy``; benchmarks name Lost&Found / Cityscapes-style frames without the image suffix."""
@@ -139,7 +145,8 @@ def evaluate_frames(
                     raise EvaluationError(f"sharded evaluation needs a fixed component threshold for {name} "
                                           "(--component-threshold)")
             thresholds[name] = threshold
-    accumulator = Accumulator(kind, thresholds)
+    accumulator = Accumulator(kind, thresholds, {name: scorer.class_names for scorer in scorers
+                                                 for name in scorer.names if scorer.class_names})
     for position, frame in enumerate(tqdm(frames(), total=total, desc="evaluating", unit="frame")):
         if position % shards != index_of_shard:
             continue

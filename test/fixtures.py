@@ -27,6 +27,7 @@ class Written:
     ood_gt: list[np.ndarray | None] = field(default_factory=list)
     images: list[Path] = field(default_factory=list)
     labels: list[Path | None] = field(default_factory=list)
+    semantic: list[np.ndarray] = field(default_factory=list)
 
 
 def _image(path: Path, seed: int) -> np.ndarray:
@@ -178,4 +179,30 @@ def make_smiyc(root: Path, *, track: str = "anomaly", unlabeled: tuple[str, ...]
         written.ood_gt.append(gt)
         written.images.append(image)
         written.labels.append(label)
+    return written
+
+
+def make_streethazards(root: Path, *, split: str = "test") -> Written:
+    """``test/images/test/<town>/<n>.png`` + ``test/annotations/...`` (values 1-13, 14 = anomaly).
+
+    Towns and frame numbers are written out of order (``t6`` before ``t5``, ``1000`` before ``300``): the
+    loader orders by town, then numerically. Training frames go under ``train/images/training/``.
+    """
+    archive, folder = ("test", "test") if split == "test" else ("train", split)
+    written = Written(root=root)
+    for seed, (town, number) in enumerate([("t6", "7"), ("t5", "1000"), ("t5", "300")]):
+        image = root / archive / "images" / folder / town / f"{number}.png"
+        label = root / archive / "annotations" / folder / town / f"{number}.png"
+        raw = _pattern([(slice(6, 12), slice(None), 8), (slice(7, 10), slice(3, 8), 14),
+                        (slice(0, 2), slice(0, 4), 13)], 1 + seed)
+        _image(image, seed + 40)
+        _label(label, raw)
+        written.names.append(f"{town}_{number}")
+        written.ood_gt.append((raw == 14).astype(np.uint8))
+        written.semantic.append(np.where(raw == 14, 255, raw - 1).astype(np.uint8))
+        written.images.append(image)
+        written.labels.append(label)
+    order = [2, 1, 0]  # t5/300, t5/1000, t6/7
+    for attr in ("names", "ood_gt", "semantic", "images", "labels"):
+        setattr(written, attr, [getattr(written, attr)[i] for i in order])
     return written

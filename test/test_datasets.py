@@ -9,7 +9,7 @@ import shutil
 import cv2
 import numpy as np
 import pytest
-from fixtures import make_fishyscapes, make_lostandfound, make_roadanomaly, make_smiyc
+from fixtures import make_fishyscapes, make_lostandfound, make_roadanomaly, make_smiyc, make_streethazards
 
 from ood_seg_node.datasets import FORMATS, DatasetError, open_dataset, parse_dataset_spec
 from ood_seg_node.datasets.files import read_rgb
@@ -34,7 +34,8 @@ def _assert_matches(dataset, written) -> None:
 
 def test_registry_lists_every_format():
     assert FORMATS.names() == sorted(
-        ["lostandfound", "fishyscapes", "roadanomaly", "smiyc-anomaly", "smiyc-obstacle", "synthetic"]
+        ["lostandfound", "fishyscapes", "roadanomaly", "smiyc-anomaly", "smiyc-obstacle", "streethazards",
+         "synthetic"]
     )
 
 
@@ -129,6 +130,27 @@ def test_roadanomaly_official_layout_follows_frame_list(tmp_path):
     assert dataset.kind == "anomaly"
     _assert_matches(dataset, written)  # palette labels: background and road -> 0, anomaly -> 1
     assert written.names == ["zebra01_crossing", "animals02_cows", "cones03_road"]
+
+
+def test_streethazards_reads_classes_and_anomaly_in_town_then_number_order(tmp_path):
+    written = make_streethazards(tmp_path)
+    for root in (tmp_path, tmp_path / "test"):  # the folder of both archives, or the test archive itself
+        dataset = open_dataset(f"streethazards:{root}")
+        assert dataset.kind == "anomaly" and dataset.has_semantic and dataset.label_space == "streethazards"
+        frames = list(dataset)
+        assert [f.name for f in frames] == written.names
+        assert [f.sequence for f in frames] == ["t5", "t5", "t6"]
+        for frame, gt, semantic in zip(frames, written.ood_gt, written.semantic, strict=True):
+            np.testing.assert_array_equal(frame.ood_gt, gt)
+            np.testing.assert_array_equal(frame.semantic, semantic)
+            assert frame.label_space == "streethazards"
+            assert frame.semantic[frame.semantic != 255].max() == 12 and (frame.semantic[frame.ood_gt == 1] == 255).all()
+    train = make_streethazards(tmp_path / "sh", split="validation")
+    assert [f.name for f in open_dataset(f"streethazards:{tmp_path / 'sh'}", split="validation")] == train.names
+    with pytest.raises(DatasetError, match="unknown StreetHazards split 'val'"):
+        open_dataset(f"streethazards:{tmp_path}", split="val")
+    with pytest.raises(DatasetError, match="StreetHazards layout not found"):
+        open_dataset(f"streethazards:{tmp_path / 'sh'}")  # no test archive there
 
 
 def test_roadanomaly_converted_layout(tmp_path):

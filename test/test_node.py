@@ -28,8 +28,8 @@ from ros_helpers import (
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ood_seg_node.cityscapes import colorize
 from ood_seg_node.encodings import decode_image
+from ood_seg_node.label_spaces import CITYSCAPES
 from ood_seg_node.ros.replay import NodeProcess
 
 MODULE = "ood_seg_node.ros.node"
@@ -188,7 +188,7 @@ def _check_frame(frame: dict[str, Any], stamp: int, frame_id: str, height: int, 
         assert (msg.encoding, msg.height, msg.width) == (encoding, height, width), topic
     labels = _decode(frame["/ood/labels"])
     assert np.all((labels < 19) | (labels == 255))
-    np.testing.assert_array_equal(_decode(frame["/ood/labels_color"]), colorize(labels))
+    np.testing.assert_array_equal(_decode(frame["/ood/labels_color"]), CITYSCAPES.colorize(labels))
     score = _decode(frame["/ood/anomaly_score"])
     assert score.dtype == np.float32 and np.isfinite(score).all()
     mask = _decode(frame["/ood/anomaly_mask"])

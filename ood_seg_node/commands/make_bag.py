@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
         total=total,
         kind=dataset.kind,
         source=args.dataset,
+        label_space=getattr(dataset, "label_space", "cityscapes"),
         overwrite=args.overwrite,
         compress=args.compress,
     )

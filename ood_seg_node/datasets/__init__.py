@@ -8,7 +8,8 @@ frame at a time), plus:
 * ``kind`` -- ``"obstacle"`` or ``"anomaly"``: which SMIYC component-size filters the evaluation
   applies (obstacle-style: ``smiyc-obstacle``, ``lostandfound``, ``fishyscapes`` lostandfound subset,
   ``synthetic``; anomaly-style: ``smiyc-anomaly``, ``roadanomaly``, ``fishyscapes`` static subset);
-* ``has_semantic`` -- True only for ``synthetic`` (the only source of Cityscapes trainIds);
+* ``has_semantic`` -- whether frames carry class ids (``synthetic``: Cityscapes trainIds;
+  ``streethazards``: StreetHazards ids), and ``label_space``, the class set they are in;
 * ``camera`` -- the pinhole camera model when the source has one (``synthetic``), else None.
 
 Formats and their options:
@@ -21,6 +22,7 @@ format              root                                            options
 ``roadanomaly``     unpacked ``RoadAnomaly`` folder                 --
 ``smiyc-anomaly``   ``dataset_AnomalyTrack``                        --
 ``smiyc-obstacle``  ``dataset_ObstacleTrack``                       --
+``streethazards``   folder with unpacked ``train/``, ``test/``      ``split``
 ``synthetic``       none, or ``seed=3,frames=20``                   ``seed``, ``frames``, ``height``,
                                                                     ``width``
 ==================  ==============================================  ===================================
@@ -52,6 +54,7 @@ class Dataset(Protocol):
 
     kind: str
     has_semantic: bool
+    label_space: str
     camera: Any
 
     def __len__(self) -> int: ...
@@ -78,6 +81,7 @@ class SyntheticDataset:
 
     kind: str = "obstacle"
     has_semantic: bool = True
+    label_space: str = "cityscapes"
 
     def __init__(self, *, seed: int = 0, frames: int = 100, height: int = 256, width: int = 512) -> None:
         """Create the sequence (frames are rendered on access).
@@ -136,6 +140,12 @@ def _smiyc(track: str) -> Callable[..., Dataset]:
     return build
 
 
+def _streethazards(root: Path, **options: Any) -> Dataset:
+    from ood_seg_node.datasets.streethazards import StreetHazards
+
+    return StreetHazards(root, **options)
+
+
 def _synthetic(root: Path | None, *, skip_bad: bool = False, **options: Any) -> Dataset:
     return SyntheticDataset(**options)
 
@@ -145,6 +155,7 @@ FORMATS.register("fishyscapes")(DatasetFormat(_fishyscapes, ("subset",)))
 FORMATS.register("roadanomaly")(DatasetFormat(_roadanomaly, ()))
 FORMATS.register("smiyc-anomaly")(DatasetFormat(_smiyc("anomaly"), ()))
 FORMATS.register("smiyc-obstacle")(DatasetFormat(_smiyc("obstacle"), ()))
+FORMATS.register("streethazards")(DatasetFormat(_streethazards, ("split",)))
 FORMATS.register("synthetic")(
     DatasetFormat(_synthetic, ("seed", "frames", "height", "width"), needs_root=False)
 )

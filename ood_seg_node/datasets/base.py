@@ -19,10 +19,11 @@ class Frame:
     Attributes:
         image: HxWx3 uint8 RGB.
         ood_gt: HxW uint8 anomaly ground truth, 0 inlier / 1 anomaly / 255 ignore, or None.
-        semantic: HxW uint8 Cityscapes trainIds (255 void), or None when the format has none.
+        semantic: HxW uint8 class ids in ``label_space`` (255 void), or None when the format has none.
         name: frame identifier, the image file stem for file datasets (used to match `--scores`).
         sequence: sequence / scene identifier (frames of one sequence are ordered by ``index``).
         index: frame number inside its sequence.
+        label_space: the class set of ``semantic`` (see :mod:`ood_seg_node.label_spaces`).
     """
 
     image: np.ndarray
@@ -31,3 +32,4 @@ class Frame:
     name: str
     sequence: str = ""
     index: int = 0
+    label_space: str = "cityscapes"

@@ -126,13 +126,15 @@ class FileDataset:
         format_name: the registry name (``lostandfound``, ...), for messages.
         root: dataset root directory.
         kind: ``"obstacle"`` or ``"anomaly"``: which SMIYC component size filters apply.
-        has_semantic: always False: none of the real benchmark formats ships Cityscapes trainIds.
+        has_semantic: whether frames carry class ids (``semantic``), in ``label_space``.
+        label_space: the class set of those ids.
         records: the discovered frames, in evaluation order.
         skip_bad: skip (with a warning) instead of raising on missing or corrupt files.
         camera: None: intrinsics are not read from the benchmark files.
     """
 
     has_semantic: bool = False
+    label_space: str = "cityscapes"
 
     def __init__(
         self,
@@ -144,6 +146,7 @@ class FileDataset:
         convert: Callable[[np.ndarray], np.ndarray],
         skip_bad: bool = False,
         label_required: bool = True,
+        semantic: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.format_name: str = format_name
         self.root: Path = root
@@ -151,6 +154,8 @@ class FileDataset:
         self.skip_bad: bool = skip_bad
         self.camera: object | None = None
         self._convert: Callable[[np.ndarray], np.ndarray] = convert
+        self._semantic = semantic
+        self.has_semantic = semantic is not None
         self.records: list[FrameRecord] = self._check_files(records, label_required)
 
     def _check_files(self, records: Sequence[FrameRecord], label_required: bool) -> list[FrameRecord]:
@@ -182,7 +187,7 @@ class FileDataset:
             DatasetError: a file is missing or corrupt, or image and label sizes differ.
         """
         image = read_rgb(record.image)
-        ood_gt = None
+        ood_gt = semantic = None
         if record.label is not None:
             raw = read_label(record.label)
             if raw.shape != image.shape[:2]:
@@ -191,13 +196,15 @@ class FileDataset:
                     f"its image is {image.shape[1]}x{image.shape[0]}"
                 )
             ood_gt = self._convert(raw)
+            semantic = self._semantic(raw) if self._semantic is not None else None
         return Frame(
             image=image,
             ood_gt=ood_gt,
-            semantic=None,
+            semantic=semantic,
             name=record.name,
             sequence=record.sequence,
             index=record.index,
+            label_space=self.label_space,
         )
 
     def __getitem__(self, index: int) -> Frame:

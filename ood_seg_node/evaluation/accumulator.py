@@ -22,7 +22,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from ood_seg_node.cityscapes import NUM_CLASSES, OOD_ANOMALY, OOD_IGNORE
+from ood_seg_node.cityscapes import CLASS_NAMES, OOD_ANOMALY, OOD_IGNORE
 from ood_seg_node.evaluation.components import ComponentMetrics, best_f1_threshold
 from ood_seg_node.evaluation.metrics import ConfusionMatrix, EvaluationError, StreamingOODMetrics
 from ood_seg_node.evaluation.report import write_report
@@ -63,6 +63,7 @@ class HeadRun:
     latencies: list[float] = field(default_factory=list)
     kept: list[tuple[int, np.ndarray]] = field(default_factory=list)
     worst: list[tuple[int, int]] = field(default_factory=list)  # min-heap of (error pixels, frame index)
+    class_names: tuple[str, ...] = CLASS_NAMES  # the label space of ``predicted`` and ``semantic``
 
     def add(self, index: int, score: np.ndarray, gt: np.ndarray, *, sequence: str = "",
             kept: np.ndarray | None = None, predicted: np.ndarray | None = None,
@@ -75,7 +76,7 @@ class HeadRun:
         self.kept.append((index, (score if kept is None else kept).astype(np.float16)))
         if predicted is not None and semantic is not None:
             if self.confusion is None:
-                self.confusion = ConfusionMatrix(NUM_CLASSES)
+                self.confusion = ConfusionMatrix(len(self.class_names), self.class_names)
             self.confusion.update(predicted, semantic)
         if latency is not None:
             self.latencies.append(latency)
@@ -195,10 +196,14 @@ class Accumulator:
     Args:
         kind: ``obstacle`` or ``anomaly`` (SMIYC component size filters).
         thresholds: head name -> fixed component threshold (None = the run's best-F1 threshold).
+        class_names: head name -> the classes its segmenter predicts (Cityscapes' when not given).
     """
 
-    def __init__(self, kind: str, thresholds: Mapping[str, float | None]) -> None:
-        self.heads = {name: HeadRun(name, kind, threshold) for name, threshold in thresholds.items()}
+    def __init__(self, kind: str, thresholds: Mapping[str, float | None],
+                 class_names: Mapping[str, Sequence[str]] | None = None) -> None:
+        names = dict(class_names or {})
+        self.heads = {name: HeadRun(name, kind, threshold, class_names=tuple(names.get(name, CLASS_NAMES)))
+                      for name, threshold in thresholds.items()}
         self.labels = CompressedLabels()
         self.kind = kind
 
@@ -218,7 +223,7 @@ class Accumulator:
             sequence: the sequence the frame belongs to (per-sequence breakdown).
             kept: head -> the score to keep for pass 2 (e.g. at the logits' resolution; default ``scores``).
             predicted: head -> HxW class ids its segmenter predicted (inlier mIoU against ``semantic``).
-            semantic: HxW trainIds of the frame, when known.
+            semantic: HxW class ids of the frame in its heads' label space, when known.
             latency: head -> milliseconds for this frame.
         """
         if index in self.labels:

@@ -45,6 +45,8 @@ Deviations from the paper, and why:
   weights, and ending in a 1x1 regression convolution (as the official student ends in a bare conv).
 - Inlier-only distillation: cells of the neck grid that contain any anomaly or void pixel are left out
   of the loss (the paper's training sets contain no anomalies; our synthetic frames do).
+- The authors' published StreetHazards student and teacher run unchanged through
+  :mod:`ood_seg_node.heads.dicnet_published` (``head_checkpoint`` = their student file).
 - On CPU the student runs through :class:`~ood_seg_node.fastpath.FastPath` (a traced, frozen,
   channels-last copy checked against eager at 1e-4).
 """
@@ -58,6 +60,7 @@ from torch import nn
 
 from ood_seg_node.fastpath import FastPath
 from ood_seg_node.heads.base import HEADS, TrainedHead
+from ood_seg_node.heads.dicnet_published import build_published_dicnet
 from ood_seg_node.layers import LightASPP, Normalise, ResidualBlock, conv_bn_relu, pointwise, resize
 from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
 
@@ -157,6 +160,12 @@ class DiCNet(TrainedHead):
     def from_config(cls, segmenter: Segmenter, config: dict[str, Any]) -> DiCNet:
         return cls(DistillationStudent(**config["student"]), FeatureStandardiser(segmenter.tap_channels["neck"]),
                    config)
+
+    @classmethod
+    def build(cls, segmenter: Segmenter, checkpoint: str = "") -> TrainedHead:
+        """The package's own DiCNet checkpoint (the shipped one by default), or DiCNet's published student."""
+        published = build_published_dicnet(segmenter, checkpoint)
+        return published if published is not None else super().build(segmenter, checkpoint)
 
     def teacher_features(self, out: SegmenterOutput) -> torch.Tensor:
         """The distillation target: the segmenter's ``neck`` tap, standardised (B, C, h, w)."""

@@ -37,7 +37,6 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
-from ood_seg_node.cityscapes import colorize
 from ood_seg_node.heads import head_names
 from ood_seg_node.pipeline import Pipeline, PipelineError
 from ood_seg_node.ros.diagnostics import FrameStats, delivery_warning, diagnostic_status
@@ -379,7 +378,7 @@ class OODSegNode(LifecycleNode):
         height, width = rgb.shape[:2]
         outputs = {
             "ood/labels": lambda: result.labels,
-            "ood/labels_color": lambda: colorize(result.labels),
+            "ood/labels_color": lambda: pipeline.segmenter.label_space.colorize(result.labels),
             "ood/anomaly_score": lambda: result.score,
             "ood/anomaly_mask": lambda: result.mask.astype(np.uint8) * np.uint8(255),
             "ood/overlay": lambda: overlay_anomalies(rgb, result.mask, result.obstacles, config.overlay_alpha),

@@ -2,7 +2,8 @@
 """Segmenter registry: ``builtin``, ``torchvision:<arch>``, ``torchscript``, ``deeplabv3plus_<backbone>``.
 
 ``deeplabv3plus_mobilenet`` and ``deeplabv3plus_resnet101`` load VainF's published Cityscapes files;
-``segformer`` a local Hugging Face model directory (``transformers`` is imported only when it is built).
+``segformer`` a local Hugging Face model directory (``transformers`` is imported only when it is built);
+``pspnet_resnet50dilated`` the CSAIL encoder/decoder files (DiCNet's StreetHazards teacher).
 ``build_segmenter(spec, checkpoint)`` returns a :class:`Segmenter` in eval mode whose ``identity``
 (``spec@digest``) ties trained heads to the exact weights they observed. Each family is one module that
 registers its builder with ``@SEGMENTERS.register(name)``; the imports below register them, so a module
@@ -14,6 +15,7 @@ from __future__ import annotations
 from ood_seg_node.segmenters import (  # noqa: F401  (registers)
     builtin,
     deeplabv3plus,
+    pspnet,
     segformer,
     torchscript_model,
     torchvision_models,

@@ -1,5 +1,5 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""The segmenter contract: RGB in, 19-class logits at native resolution plus named feature taps out.
+"""The segmenter contract: RGB in, class logits at native resolution plus named feature taps out.
 
 Feature-based heads need the segmenter's intermediate activations: ObsNet adds them to its own stages,
 RPL adds a residual to the features the classifier reads (``neck``) and re-runs the classifier on them,
@@ -7,6 +7,10 @@ DiCNet distils ``neck``. Every segmenter therefore exposes the same taps:
 
 - ``stage1``, ``stage2``, ``stage3``: backbone activations of increasing depth (strides ~4, ~8, deepest);
 - ``neck``: the features the final 1x1 classifier reads, so ``classify(neck) == logits``.
+
+A segmenter may expose more taps for the published heads of its architecture (``neck_preact``: the
+pre-activation of ``neck``, which DiCNet's published teacher distils). Its ``label_space`` names its
+classes and palette (Cityscapes' 19 by default).
 
 ``forward`` returns a plain tuple ``(logits, *taps)`` so the module can be traced and frozen for CPU speed;
 :meth:`Segmenter.run` names the parts. Heads ask a segmenter what they need to know about it
@@ -24,6 +28,7 @@ import torch
 from torch import nn
 
 from ood_seg_node.checkpoints import state_digest
+from ood_seg_node.label_spaces import CITYSCAPES, LabelSpace
 from ood_seg_node.layers import Normalise
 from ood_seg_node.registry import Registry
 
@@ -36,7 +41,7 @@ class SegmenterError(RuntimeError):
 
 @dataclass
 class SegmenterOutput:
-    """Logits (B, 19, h, w) at the network's native resolution and the named feature taps."""
+    """Logits (B, classes, h, w) at the network's native resolution and the named feature taps."""
 
     logits: torch.Tensor
     features: dict[str, torch.Tensor]
@@ -54,9 +59,11 @@ class Segmenter(nn.Module):
         upsample_align_corners: how the segmenter's official code upsamples logits to the input size
             (bilinear; torchvision and most: ``align_corners=False``), for ``score_resolution: input``.
         normalise: the input normalisation the network was trained with (ImageNet statistics).
+        label_space: the classes it predicts, their names and palette.
     """
 
     upsample_align_corners: bool = False
+    label_space: LabelSpace = CITYSCAPES
 
     def __init__(self, spec: str, tap_channels: dict[str, int]) -> None:
         super().__init__()
@@ -73,6 +80,10 @@ class Segmenter(nn.Module):
         copy.default_input_size = input_size
         copy.calibration = dict(calibration)
         return copy
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return self.label_space.class_names
 
     @property
     def has_taps(self) -> bool:

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ood_seg_node.checkpoints import load_strict, read_weights, unwrap_state_dict
-from ood_seg_node.cityscapes import CLASS_NAMES, NUM_CLASSES
+from ood_seg_node.cityscapes import NUM_CLASSES
 from ood_seg_node.layers import resize
 from ood_seg_node.segmenters.base import SEGMENTERS, Segmenter, SegmenterError
 
@@ -237,8 +237,6 @@ class VainFDeepLabV3Plus(Segmenter):
     The attributes ``backbone`` and ``classifier`` are VainF's ``DeepLabV3`` attributes, so
     ``state_dict()`` keys are the published ``model_state`` keys.
     """
-
-    class_names: tuple[str, ...] = CLASS_NAMES
 
     def __init__(self, backbone: str) -> None:
         if backbone == "mobilenet":

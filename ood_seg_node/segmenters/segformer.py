@@ -57,7 +57,7 @@ class HFSegFormer(Segmenter):
     the ``transformers`` keys); ``classifier`` is the decode head's final 1x1 convolution.
     """
 
-    def __init__(self, model: nn.Module, normalise: Normalise, class_names: tuple[str, ...]) -> None:
+    def __init__(self, model: nn.Module, normalise: Normalise) -> None:
         config = model.config
         hidden = list(config.hidden_sizes)
         super().__init__(NAME, {"stage1": hidden[0], "stage2": hidden[min(1, len(hidden) - 1)],
@@ -67,7 +67,6 @@ class HFSegFormer(Segmenter):
         self.classifier: nn.Conv2d = model.decode_head.classifier
         self.decode_head.classifier = nn.Identity()  # the head now ends at the features the classifier reads
         self.normalise = normalise
-        self.class_names = class_names
         self.default_input_size = None  # the Mix Transformer has no positional code: any size runs
 
     def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -113,8 +112,8 @@ def preprocessor_normalise(path: Path) -> Normalise:
     return Normalise(tuple(float(m) / scale for m in mean), tuple(float(s) / scale for s in std))
 
 
-def cityscapes_class_names(config: Any, directory: str) -> tuple[str, ...]:
-    """``config.id2label`` as a tuple; refused unless it is the 19 Cityscapes train-id classes in order.
+def check_cityscapes_classes(config: Any, directory: str) -> None:
+    """Refuse ``config.id2label`` unless it is the 19 Cityscapes train-id classes in order.
 
     The node's palette, ``ood/labels_color`` and evaluation's mIoU index classes by train id, so a model
     of another label set (ADE20K's 150 classes...) would be coloured and scored wrongly: it is refused.
@@ -128,7 +127,6 @@ def cityscapes_class_names(config: Any, directory: str) -> tuple[str, ...]:
         if name.strip().lower() != expected:
             raise SegmenterError(f"{directory}: config.id2label[{index}] is {name!r}, expected {expected!r} "
                                  f"(segmenter {NAME} needs the 19 Cityscapes classes in train-id order)")
-    return CLASS_NAMES
 
 
 def check_directory(checkpoint: str) -> Path:
@@ -218,7 +216,7 @@ def build_segformer(arch: str, checkpoint: str) -> Segmenter:
     directory = check_directory(checkpoint)
     normalise = preprocessor_normalise(directory / PREPROCESSOR)
     config = load_config(directory)
-    class_names = cityscapes_class_names(config, checkpoint)  # before reading weights: a wrong model fails fast
-    segmenter = HFSegFormer(load_model(directory, config), normalise, class_names)
+    check_cityscapes_classes(config, checkpoint)  # before reading weights: a wrong model fails fast
+    segmenter = HFSegFormer(load_model(directory, config), normalise)
     segmenter.refresh_identity()
     return segmenter

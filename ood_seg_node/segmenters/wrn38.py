@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ood_seg_node.checkpoints import load_strict, read_weights, unwrap_state_dict
-from ood_seg_node.cityscapes import CLASS_NAMES, NUM_CLASSES
+from ood_seg_node.cityscapes import NUM_CLASSES
 from ood_seg_node.segmenters.base import SEGMENTERS, Segmenter, SegmenterError
 
 NAME = "deeplabv3plus_wrn38"
@@ -142,7 +142,6 @@ class DeepWV3Plus(Segmenter):
             ``load_state_dict(..., assign=True)``; the input normalisation stays on the CPU.
     """
 
-    class_names: tuple[str, ...] = CLASS_NAMES
     upsample_align_corners = True
 
     def __init__(self, *, meta: bool = False, num_classes: int = NUM_CLASSES) -> None:
