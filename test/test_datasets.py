@@ -144,7 +144,8 @@ def test_streethazards_reads_classes_and_anomaly_in_town_then_number_order(tmp_p
             np.testing.assert_array_equal(frame.ood_gt, gt)
             np.testing.assert_array_equal(frame.semantic, semantic)
             assert frame.label_space == "streethazards"
-            assert frame.semantic[frame.semantic != 255].max() == 12 and (frame.semantic[frame.ood_gt == 1] == 255).all()
+            assert frame.semantic[frame.semantic != 255].max() == 12  # 13 (traffic sign) - 1
+            assert (frame.semantic[frame.ood_gt == 1] == 255).all()  # the anomaly is no class
     train = make_streethazards(tmp_path / "sh", split="validation")
     assert [f.name for f in open_dataset(f"streethazards:{tmp_path / 'sh'}", split="validation")] == train.names
     with pytest.raises(DatasetError, match="unknown StreetHazards split 'val'"):

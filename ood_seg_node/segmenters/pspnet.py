@@ -167,9 +167,9 @@ class CSAILPSPNet(Segmenter):
 
     def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         l1, l2, _, l4 = self.encoder(x)
-        conv, bn, relu = self.decoder.conv_last[:3]
+        conv, bn = self.decoder.conv_last[:2]
         preact = bn(conv(self.decoder.pool(l4)))
-        neck = relu(preact)
+        neck = torch.relu(preact)  # not the in-place ReLU module: ``preact`` is a tap too
         return self.classify(neck), l1, l2, l4, neck, preact
 
     def classify(self, neck: torch.Tensor) -> torch.Tensor:
