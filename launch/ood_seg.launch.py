@@ -1,7 +1,8 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
 """ood_seg_node on a live camera: ``ros2 launch ood_seg_node ood_seg.launch.py head:=<name>``.
 
-Arguments: ``head`` (empty = the params file's), ``params_file`` (default ``config/ood_seg.yaml``),
+Arguments: ``head`` and the model arguments ``segmenter``, ``segmenter_checkpoint``, ``head_checkpoint``,
+``score_resolution``, ``device`` (each empty = the params file's), ``params_file`` (default ``config/ood_seg.yaml``),
 ``image`` / ``camera_info`` (input topics, remapped), ``use_sim_time``, ``rviz`` (start RViz with
 ``config/ood_seg.rviz``; without rviz2 installed, one log line and the rest runs). Every process gets the
 large-image Fast DDS profile unless one is configured.
@@ -17,17 +18,15 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import FindPackageShare
 
 from ood_seg_node.ros.dds import profile_environment
-from ood_seg_node.ros.launch_helpers import rviz
+from ood_seg_node.ros.launch_helpers import MODEL_ARGUMENTS, given_parameters, model_arguments, rviz
 
 PACKAGE = "ood_seg_node"
 
 
 def _node(context: LaunchContext) -> list[Node]:
-    # Only a non-empty head:= overrides the params file, so params_file:=config/rpl.yaml alone runs RPL.
+    # Only non-empty head:= and model arguments override the params file (params_file:=config/rpl.yaml alone runs RPL).
     overrides = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
-    head = LaunchConfiguration("head").perform(context)
-    if head:
-        overrides["head"] = head
+    overrides.update(given_parameters(context, ("head", *MODEL_ARGUMENTS)))
     image = LaunchConfiguration("image")
     return [
         Node(
@@ -56,6 +55,7 @@ def generate_launch_description() -> LaunchDescription:
             description="OOD head, a registry name (the node refuses another and lists the valid ones); "
                         "empty = the one in params_file",
         ),
+        *model_arguments(),
         DeclareLaunchArgument(
             "params_file", default_value=PathJoinSubstitution([share, "config", "ood_seg.yaml"]),
             description="node parameters (YAML with an ood_seg_node: ros__parameters: section)",

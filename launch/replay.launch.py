@@ -9,7 +9,9 @@ to ``out``, and RViz with ``rviz:=true`` if it is installed. When the bag ends, 
 seconds later (the evaluator writes ``<out>/metrics.json`` on the way out) unless ``exit_when_done:=false``.
 The launch stops when the evaluator exits, and fails (``ros2 launch`` exits 1) when it evaluated nothing.
 
-Arguments: ``bag`` (required), ``out``, ``head`` (empty = the params file's), ``params_file``, ``image``,
+Arguments: ``bag`` (required), ``out``, ``head`` and the model arguments ``segmenter``,
+``segmenter_checkpoint``, ``head_checkpoint``, ``score_resolution``, ``device`` (each empty = the params
+file's), ``params_file``, ``image``,
 ``rate``, ``player`` (auto, ros2bag, ood_seg), ``kind`` (obstacle or anomaly: which SMIYC component metrics),
 ``linger``, ``exit_when_done``, ``rviz``. Every process gets the large-image Fast DDS profile unless one is
 configured.
@@ -41,7 +43,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from launch_ros.substitutions import ExecutableInPackage, FindPackageShare
 
 from ood_seg_node.ros.dds import profile_environment
-from ood_seg_node.ros.launch_helpers import rviz
+from ood_seg_node.ros.launch_helpers import MODEL_ARGUMENTS, given_parameters, model_arguments, rviz
 
 PACKAGE = "ood_seg_node"
 PLAYERS = ("auto", "ros2bag", "ood_seg")
@@ -60,11 +62,10 @@ def _evaluator_exited(event: ProcessExited, context: LaunchContext) -> list:
 
 
 def _node_and_evaluator(context: LaunchContext) -> list:
-    # Only a non-empty head:= overrides the params file (as in ood_seg.launch.py).
+    # Only non-empty head:= and model arguments override the params file (as in ood_seg.launch.py).
     overrides = {"use_sim_time": True, "reliable_input": True, "output_depth": 10}
-    head = LaunchConfiguration("head").perform(context)
-    if head:
-        overrides["head"] = head
+    overrides.update(given_parameters(context, ("head", *MODEL_ARGUMENTS)))
+    head = overrides.get("head", "")
     image = LaunchConfiguration("image")
     evaluator = Node(
         package=PACKAGE,
@@ -151,6 +152,7 @@ def generate_launch_description() -> LaunchDescription:
             description="OOD head, a registry name (the node refuses another and lists the valid ones); "
                         "empty = the one in params_file",
         ),
+        *model_arguments(),
         DeclareLaunchArgument(
             "params_file", default_value=PathJoinSubstitution([share, "config", "ood_seg.yaml"]),
             description="node parameters (use_sim_time, reliable_input and output_depth 10 are forced)",

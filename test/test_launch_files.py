@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from ood_seg_node.ros import dds, launch_helpers
+from ood_seg_node.ros.launch_helpers import MODEL_ARGUMENTS
 from ood_seg_node.ros.node_config import NodeConfig, check_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +81,8 @@ def _declared(name: str) -> set[str]:
     """Arguments a launch file declares, with those of the files it includes (which --show-args lists)."""
     tree = _tree(name)
     own = {_first_string(c, "name") for c in _calls(tree, "DeclareLaunchArgument")}
+    if _calls(tree, "model_arguments"):
+        own |= set(MODEL_ARGUMENTS)
     return own.union(*(_declared(included) for included in _included(tree)))
 
 
@@ -297,6 +300,19 @@ def test_head_argument_overrides_the_params_file_only_when_given(monkeypatch, na
     params_file, overrides = node.kwargs["parameters"]
     assert _names(params_file) == "$params_file"
     assert overrides.get("head") == (head or None)
+
+
+@pytest.mark.parametrize("name", ["ood_seg.launch.py", "replay.launch.py"])
+def test_model_arguments_set_node_parameters_only_when_given(monkeypatch, name):
+    given = {"segmenter": "deeplabv3plus_wrn38", "segmenter_checkpoint": "/w/rev3.pth",
+             "head_checkpoint": "/w/rev3.pth", "score_resolution": "input"}
+    for values, expected in ((given, given), ({}, {})):
+        actions = _run_launch_file(name, {"head": "rpl", "bag": "b", **values}, monkeypatch)
+        (node,) = _nodes(actions, "ood_seg_node")
+        overrides = node.kwargs["parameters"][1]
+        assert {k: v for k, v in overrides.items() if k in MODEL_ARGUMENTS} == expected
+        assert overrides["head"] == "rpl"
+    assert MODEL_ARGUMENTS.keys() <= _declared(name)
 
 
 @pytest.mark.parametrize("name", sorted(REQUIRED_ARGUMENTS))

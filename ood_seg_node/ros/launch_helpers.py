@@ -1,5 +1,11 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""Launch-file pieces shared by ``launch/*.launch.py``: RViz when ``rviz:=true``, only if it is installed.
+"""Launch-file pieces shared by ``launch/*.launch.py``: the model arguments, and RViz only if it is installed.
+
+The model arguments (``segmenter``, ``segmenter_checkpoint``, ``head_checkpoint``, ``score_resolution``,
+``device``) set the node parameter of the same name when given and leave the params file's value otherwise,
+so ``ros2 launch ood_seg_node ood_seg.launch.py head:=rpl segmenter:=deeplabv3plus_wrn38
+segmenter_checkpoint:=/path/rev3.pth head_checkpoint:=/path/rev3.pth`` runs a published model without a
+params file of its own.
 
 ``rviz2`` is not a pip package and often missing from ROS base installs; a ``Node(package="rviz2")`` then
 fails the whole launch ("package 'rviz2' not found") after the node has already started. ``launch`` and
@@ -13,6 +19,13 @@ import shutil
 from typing import Any
 
 PACKAGE = "ood_seg_node"
+MODEL_ARGUMENTS = {
+    "segmenter": "segmenter registry name (builtin, deeplabv3plus_wrn38, segformer, ...)",
+    "segmenter_checkpoint": "the segmenter's weights as published (README: Bring your own model)",
+    "head_checkpoint": "head weights: a train-head output or the method's published file",
+    "score_resolution": "native (cheap) or input (logits upsampled first, the official codes' order)",
+    "device": "auto, cpu, cuda or cuda:N",
+}
 RVIZ_MISSING = "rviz:=true but rviz2 is not installed (no rviz2 package, no rviz2 on PATH); continuing without RViz"
 
 
@@ -34,6 +47,22 @@ def find_rviz2() -> dict[str, str] | None:
         pass
     path = shutil.which("rviz2")
     return {"executable": path} if path else None
+
+
+def model_arguments() -> list[Any]:
+    """``DeclareLaunchArgument`` for each of :data:`MODEL_ARGUMENTS`, empty by default (= the params file's)."""
+    from launch.actions import DeclareLaunchArgument
+
+    return [DeclareLaunchArgument(name, default_value="", description=f"{description}; empty = the params file's")
+            for name, description in MODEL_ARGUMENTS.items()]
+
+
+def given_parameters(context: Any, names: Any = tuple(MODEL_ARGUMENTS)) -> dict[str, str]:
+    """The launch arguments among ``names`` given a non-empty value: node parameters overriding the file."""
+    from launch.substitutions import LaunchConfiguration
+
+    values = {name: LaunchConfiguration(name).perform(context) for name in names}
+    return {name: value for name, value in values.items() if value}
 
 
 def rviz(use_sim_time: Any) -> Any:
