@@ -232,6 +232,19 @@ def load_strict(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], wh
     module.load_state_dict(state_dict, strict=True, assign=assign)
 
 
+def with_batch_counters(state: dict[str, torch.Tensor], module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Add zero ``num_batches_tracked`` counters to a file that has none (PyTorch < 0.4.1 did not save them).
+
+    They only matter for training with ``momentum=None``; a file with some counters but not all is left as it
+    is, so :func:`load_strict` reports the first missing one.
+    """
+    if any(key.endswith(".num_batches_tracked") for key in state):
+        return state
+    counters = {key: torch.zeros((), dtype=torch.long) for key in module.state_dict()
+                if key.endswith(".num_batches_tracked")}
+    return {**state, **counters}
+
+
 def unwrap_state_dict(payload: object, source: str, containers: Sequence[str]) -> dict[str, torch.Tensor]:
     """The state dict inside a file as its authors publish it.
 

@@ -173,9 +173,11 @@ def test_every_published_layout_loads_strictly_and_runs(published, tmp_path):
         out = model.run(image)
         classified = model.classify(out.features["neck"])
         recomputed = _official_decoder_forward(model.state_dict(), out.features["stage1"], out.features["stage3"])
-    assert set(out.features) == set(TAP_NAMES)
+    assert set(out.features) == {*TAP_NAMES, "aspp", "decoder_in"}  # the published heads read the last two
     assert {k: v.shape[1] for k, v in out.features.items()} == model.tap_channels == {
-        "stage1": 128, "stage2": 1024, "stage3": 4096, "neck": 256}
+        "stage1": 128, "stage2": 1024, "stage3": 4096, "neck": 256, "aspp": 1280, "decoder_in": 304}
+    torch.testing.assert_close(out.features["decoder_in"], model.decoder_input(out.features["stage1"],
+                                                                               out.features["stage3"]))
     assert out.logits.shape == (1, 19, 32, 40)  # stride 2: the decoder runs at mod2's resolution
     assert [tuple(out.features[k].shape[-2:]) for k in ("stage2", "stage3")] == [(8, 10), (8, 10)]
     assert torch.isfinite(out.logits).all()

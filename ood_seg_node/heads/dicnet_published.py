@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_seg_node.checkpoints import load_strict, published_payload, unwrap_state_dict
+from ood_seg_node.checkpoints import load_strict, published_payload, unwrap_state_dict, with_batch_counters
 from ood_seg_node.heads.base import Head, HeadError
 from ood_seg_node.layers import resize
 from ood_seg_node.segmenters.base import Segmenter, SegmenterOutput
-from ood_seg_node.segmenters.pspnet import POOL_SCALES, PPM_WIDTH, DilatedResNet, PyramidPooling, with_batch_counters
+from ood_seg_node.segmenters.pspnet import POOL_SCALES, PPM_WIDTH, DilatedResNet, PyramidPooling
 
 STUDENT_MARKER = "decoder.conv_last.0.weight"
 

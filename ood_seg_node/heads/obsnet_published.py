@@ -36,12 +36,12 @@ class PublishedObsNet(Head):
     """The published road-anomaly observer on the published segmenter (see the module docstring)."""
 
     name = "obsnet"
-    required_taps = ("stage1", "stage2", "stage3")
+    required_taps = ("stage1", "stage2", "aspp", "decoder_in")
     fallback_threshold = 0.5
 
     def __init__(self, segmenter: Segmenter, *, meta: bool = False) -> None:
         super().__init__()
-        if not all(hasattr(segmenter, name) for name in ("aspp", "bot_fine", "decoder_concat", "final")):
+        if "decoder_in" not in segmenter.tap_channels or not hasattr(segmenter, "decoder_concat"):
             raise HeadError(f"ObsNet's published observer needs segmenter deeplabv3plus_wrn38, not {segmenter.spec}")
         self._segmenter = (segmenter,)  # a tuple hides it from nn.Module registration
         self.observer = DeepWV3Plus(meta=meta, num_classes=1)
@@ -58,10 +58,9 @@ class PublishedObsNet(Head):
     def observer_logits(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:
         """The observer's error logit (B, 1, h, w) at the decoder's stride-2 resolution."""
         segmenter, observer = self._segmenter[0], self.observer
-        m2, m5, deep = out.features["stage1"], out.features["stage2"], out.features["stage3"]
-        aspp = segmenter.aspp(deep)
-        fine = segmenter.bot_fine(m2)
-        decoder_in = segmenter.decoder_concat(fine, aspp)
+        m2, m5, aspp = out.features["stage1"], out.features["stage2"], out.features["aspp"]
+        fine = segmenter.bot_fine(m2)  # a 1x1 conv: cheaper to redo than to keep as a tap
+        decoder_in = out.features["decoder_in"]
 
         own_m2 = observer.mod2(observer.pool2(observer.mod1(segmenter.normalise(image)))) + m2
         own_m5 = observer.mod5(observer.mod4(observer.mod3(observer.pool3(own_m2)))) + m5

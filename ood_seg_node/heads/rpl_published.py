@@ -56,12 +56,12 @@ class PublishedRPL(Head):
     """The published RPL residual block on the published segmenter (see the module docstring)."""
 
     name = "rpl"
-    required_taps = ("stage1", "stage3")
+    required_taps = ("stage3", "decoder_in")
     fallback_threshold = -10.0  # energies of a 19-class Cityscapes model; calibrate on your data
 
     def __init__(self, segmenter: Segmenter) -> None:
         super().__init__()
-        if not (hasattr(segmenter, "decoder_input") and hasattr(segmenter, "final")):
+        if "decoder_in" not in segmenter.tap_channels or not hasattr(segmenter, "final"):
             raise HeadError(f"RPL's published residual block needs segmenter deeplabv3plus_wrn38, not {segmenter.spec}")
         self._segmenter = (segmenter,)  # a tuple hides it from nn.Module registration
         self.residual_block = ResidualBlock(segmenter.tap_channels["stage3"])
@@ -78,10 +78,9 @@ class PublishedRPL(Head):
 
     def perturbed_logits(self, out: SegmenterOutput) -> torch.Tensor:
         """``final(dec0 + residual)``: the segmenter's decoder on its input plus RPL's residual, stride 2."""
-        segmenter = self._segmenter[0]
-        fine, deep = out.features["stage1"], out.features["stage3"]
-        decoder_in = segmenter.decoder_input(fine, deep)
-        return segmenter.final(decoder_in + self.residual_block(deep, tuple(fine.shape[-2:])))
+        decoder_in = out.features["decoder_in"]
+        residual = self.residual_block(out.features["stage3"], tuple(decoder_in.shape[-2:]))
+        return self._segmenter[0].final(decoder_in + residual)
 
     def score(self, image: torch.Tensor, out: SegmenterOutput) -> torch.Tensor:
         energy = -torch.logsumexp(self.perturbed_logits(out).float(), dim=1)

@@ -39,7 +39,7 @@ import torch
 from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck
 
-from ood_seg_node.checkpoints import CheckpointError, load_strict, read_weights, unwrap_state_dict
+from ood_seg_node.checkpoints import CheckpointError, load_strict, read_weights, unwrap_state_dict, with_batch_counters
 from ood_seg_node.label_spaces import label_space_with
 from ood_seg_node.layers import resize
 from ood_seg_node.segmenters.base import SEGMENTERS, Segmenter, SegmenterError
@@ -178,15 +178,6 @@ class CSAILPSPNet(Segmenter):
     def neck_layers(self) -> list[nn.Module]:
         """``conv_last``'s 3x3 conv, BN and ReLU (applied to the pyramid-pooled features)."""
         return list(self.decoder.conv_last[:3])
-
-
-def with_batch_counters(state: dict[str, torch.Tensor], module: nn.Module) -> dict[str, torch.Tensor]:
-    """Add zero ``num_batches_tracked`` counters to a file that has none (written before PyTorch 0.4.1)."""
-    if any(key.endswith(".num_batches_tracked") for key in state):
-        return state
-    counters = {key: torch.zeros((), dtype=torch.long) for key in module.state_dict()
-                if key.endswith(".num_batches_tracked")}
-    return {**state, **counters}
 
 
 def encoder_decoder_files(checkpoint: str) -> tuple[Path, Path]:

@@ -26,7 +26,9 @@ Every ``Upsample`` of the official code is bilinear with ``align_corners=True`` 
 Taps: ``stage1`` = ``mod2``'s output (128 channels, stride 2: the decoder's skip, ObsNet's first feature),
 ``stage2`` = ``mod5``'s output (1024 channels, stride 8: ObsNet's second feature), ``stage3`` = ``mod7``'s
 output (4096 channels, stride 8: the ASPP input, which RPL's residual block also reads), ``neck`` = the input
-of ``final``'s last 1x1 conv (256 channels, stride 2), so ``classify(neck) == logits``.
+of ``final``'s last 1x1 conv (256 channels, stride 2), so ``classify(neck) == logits``; and for the published
+heads, which read them instead of computing them again, ``aspp`` (the 1280-channel ASPP output, stride 8)
+and ``decoder_in`` (the official ``dec0``, the 304-channel input of ``final``, stride 2).
 
 Deviation from the official forward, outside the network: logits stay at stride 2 (the official code
 upsamples them to the input size; the pipeline does that with ``score_resolution: input``).
@@ -43,7 +45,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_seg_node.checkpoints import load_strict, read_weights, unwrap_state_dict
+from ood_seg_node.checkpoints import load_strict, read_weights, unwrap_state_dict, with_batch_counters
 from ood_seg_node.cityscapes import NUM_CLASSES
 from ood_seg_node.segmenters.base import SEGMENTERS, Segmenter, SegmenterError
 
@@ -146,7 +148,7 @@ class DeepWV3Plus(Segmenter):
 
     def __init__(self, *, meta: bool = False, num_classes: int = NUM_CLASSES) -> None:
         super().__init__(NAME, {"stage1": WIDTHS[0][-1], "stage2": WIDTHS[3][-1], "stage3": WIDTHS[5][-1],
-                                "neck": ASPP_WIDTH})
+                                "neck": ASPP_WIDTH, "aspp": 5 * ASPP_WIDTH, "decoder_in": ASPP_WIDTH + FINE_WIDTH})
         self.default_input_size = None  # NVIDIA trains on 800x800 crops and evaluates on full frames
         with torch.device("meta") if meta else nullcontext():
             self.mod1 = nn.Sequential(OrderedDict([("conv1", _conv(3, 64, 3))]))
@@ -192,10 +194,12 @@ class DeepWV3Plus(Segmenter):
 
     def forward_taps(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         m2, m5, deep = self.trunk(x)
-        neck = self.decoder_input(m2, deep)
+        aspp = self.aspp(deep)
+        decoder_in = self.decoder_concat(self.bot_fine(m2), aspp)
+        neck = decoder_in
         for layer in self.neck_layers():
             neck = layer(neck)
-        return self.classify(neck), m2, m5, deep, neck
+        return self.classify(neck), m2, m5, deep, neck, aspp, decoder_in
 
     def classify(self, neck: torch.Tensor) -> torch.Tensor:
         return self.final[-1](neck)
@@ -220,18 +224,6 @@ def published_state_dict(payload: object, source: str) -> dict[str, torch.Tensor
     return payload
 
 
-def _with_batch_counters(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Add zero ``num_batches_tracked`` counters when the file has none (PyTorch < 0.4.1 did not save them).
-
-    They only matter for training with ``momentum=None``; a file with some counters but not all is left as it
-    is, so the first missing one is reported.
-    """
-    if any(key.endswith(".num_batches_tracked") for key in state):
-        return state
-    counters = {key: torch.zeros((), dtype=torch.long) for key in expected if key.endswith(".num_batches_tracked")}
-    return {**state, **counters}
-
-
 def load_published(checkpoint: str) -> DeepWV3Plus:
     """Build :class:`DeepWV3Plus` on the meta device and assign the file's tensors to it, strictly.
 
@@ -241,8 +233,7 @@ def load_published(checkpoint: str) -> DeepWV3Plus:
     """
     state = published_state_dict(read_weights(checkpoint), checkpoint)
     segmenter = DeepWV3Plus(meta=True)
-    expected = segmenter.state_dict()
-    state = _with_batch_counters(expected, state)
+    state = with_batch_counters(state, segmenter)
     state = {key: value.float() if value.is_floating_point() else value for key, value in state.items()}
     load_strict(segmenter, state, f"{checkpoint} does not fit {NAME}", assign=True)
     segmenter.refresh_identity()
