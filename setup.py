@@ -32,10 +32,13 @@ setup(
     maintainer_email="dev@ood-seg-node.local",
     description="Pixel-wise out-of-distribution detection for road-scene segmentation as a ROS 2 node",
     license="Apache-2.0",
-    # transformers only for the optional `segformer` segmenter (imported when it is built)
+    # transformers only for the optional `segformer` segmenter (imported when it is built); onnx* only for
+    # `ood_seg export` and backend onnxruntime (on a GPU, onnxruntime-gpu instead of onnxruntime)
     extras_require={
         "segformer": ["transformers"],
-        "test": ["pytest", "scikit-learn", "ruff", "mcap", "colcon-common-extensions", "transformers"],
+        "onnx": ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
+        "test": ["pytest", "scikit-learn", "ruff", "mcap", "colcon-common-extensions", "transformers",
+                 "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
     },
     entry_points={
         "console_scripts": [

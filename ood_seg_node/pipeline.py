@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ood_seg_node.deploy import BACKENDS, OnnxRuntimeRunner
 from ood_seg_node.fastpath import FastPath
 from ood_seg_node.heads import Head, build_head
 from ood_seg_node.obstacles import Obstacle, find_obstacles
@@ -87,6 +88,10 @@ class Pipeline:
             does), takes the labels as their argmax and each head's score in its official order
             (:meth:`~ood_seg_node.heads.Head.score_input`), for outputs that match the papers' code.
         optimize: on CPU, channels-last input and the segmenter's :class:`~ood_seg_node.fastpath.FastPath`.
+        backend: ``torch`` (default) or ``onnxruntime``: the segmenter and the heads exported as one graph
+            per input size and run by ONNX Runtime (see :mod:`ood_seg_node.deploy`).
+        fp16: half-precision TensorRT engines (``onnxruntime`` on ``cuda`` only).
+        cache_dir: where exported graphs and TensorRT engines are kept (default ``~/.cache/ood_seg_node``).
     """
 
     def __init__(
@@ -101,6 +106,9 @@ class Pipeline:
         optimize: bool = True,
         names: Sequence[str] | None = None,
         score_resolution: str = "native",
+        backend: str = "torch",
+        fp16: bool = False,
+        cache_dir: str = "",
     ) -> None:
         self.heads: list[Head] = [heads] if isinstance(heads, Head) else list(heads)
         if not self.heads:
@@ -127,6 +135,14 @@ class Pipeline:
         if self.optimize:
             self.segmenter.to(memory_format=torch.channels_last)
         self.fast_path = FastPath(self.segmenter, enabled=self.optimize)
+        if backend not in BACKENDS:
+            raise ValueError(f"invalid backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        if fp16 and backend != "onnxruntime":
+            raise ValueError("fp16 applies to backend onnxruntime with TensorRT (device cuda)")
+        self.backend = backend
+        self.runner = OnnxRuntimeRunner(self.segmenter, self.heads, self.names, score_resolution=score_resolution,
+                                        device=self.device, fp16=fp16, cache_dir=cache_dir or None) \
+            if backend == "onnxruntime" else None
 
     @classmethod
     def from_names(
@@ -155,8 +171,8 @@ class Pipeline:
     def _forward(self, batch: torch.Tensor) -> SegmenterOutput:
         return name_outputs(self.fast_path(batch), tuple(self.segmenter.tap_channels))
 
-    def to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
-        """HxWx3 uint8 RGB -> (1, 3, h, w) float in [0, 1] at the inference size, on the device."""
+    def resized(self, rgb: np.ndarray) -> np.ndarray:
+        """HxWx3 uint8 RGB checked and resized to the inference size (area interpolation)."""
         if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
             raise PipelineError(f"expected an HxWx3 uint8 RGB image, got {rgb.dtype} array of shape {rgb.shape}")
         if rgb.shape[0] == 0 or rgb.shape[1] == 0:
@@ -164,12 +180,18 @@ class Pipeline:
         if self.inference_size and tuple(rgb.shape[:2]) != tuple(self.inference_size):
             height, width = self.inference_size
             rgb = cv2.resize(rgb, (width, height), interpolation=cv2.INTER_AREA)
-        tensor = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
+        return np.ascontiguousarray(rgb)
+
+    def to_tensor(self, rgb: np.ndarray) -> torch.Tensor:
+        """HxWx3 uint8 RGB -> (1, 3, h, w) float in [0, 1] at the inference size, on the device."""
+        tensor = torch.from_numpy(self.resized(rgb)).to(self.device).permute(2, 0, 1)[None].float() / 255.0
         return tensor.contiguous(memory_format=self._memory_format)
 
     @torch.inference_mode()
     def infer(self, rgb: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
         """(labels, {head: score}, timings in ms), at the logits' resolution (or the input's, see above)."""
+        if self.runner is not None:
+            return self._infer_onnxruntime(rgb)
         started = time.perf_counter()
         batch = self.to_tensor(rgb)
         prepared = time.perf_counter()
@@ -177,16 +199,10 @@ class Pipeline:
         segmented = time.perf_counter()
         scores = {}
         timings = {"preprocess": (prepared - started) * 1e3, "segmenter": (segmented - prepared) * 1e3}
-        logits = out.logits
-        if self.score_resolution == "input":
-            logits = F.interpolate(logits.float(), size=rgb.shape[:2], mode="bilinear",
-                                   align_corners=self.segmenter.upsample_align_corners)
+        logits = self.segmenter.labels_logits(out.logits, rgb.shape[:2], self.score_resolution)
         for head, label in zip(self.heads, self.names):
             head_started = time.perf_counter()
-            if self.score_resolution == "input":
-                score = head.score_input(batch, out, logits)[0].float()
-            else:
-                score = head.score(batch, out)[0].float()
+            score = head.score_in_order(self.score_resolution, batch, out, logits)[0]
             if not bool(torch.isfinite(score).all()):
                 raise PipelineError(f"head {label!r} produced non-finite scores (NaN/Inf); frame skipped")
             scores[label] = score
@@ -194,6 +210,20 @@ class Pipeline:
         labels = logits[0].argmax(dim=0)
         timings["head"] = (time.perf_counter() - segmented) * 1e3
         return labels, scores, timings
+
+    def _infer_onnxruntime(self, rgb: np.ndarray) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, float]]:
+        """:meth:`infer` through the exported graph (one timing covers the segmenter and every head)."""
+        started = time.perf_counter()
+        resized = self.resized(rgb)
+        prepared = time.perf_counter()
+        labels, scores = self.runner.run(resized)
+        done = time.perf_counter()
+        for name, score in scores.items():
+            if not np.isfinite(score).all():
+                raise PipelineError(f"head {name!r} produced non-finite scores (NaN/Inf); frame skipped")
+        timings = {"preprocess": (prepared - started) * 1e3, "segmenter": (done - prepared) * 1e3, "head": 0.0,
+                   **{f"head:{name}": 0.0 for name in scores}}
+        return torch.from_numpy(labels), {name: torch.from_numpy(score) for name, score in scores.items()}, timings
 
     def process(self, rgb: np.ndarray) -> FrameResult:
         """Run the segmenter and every head on one HxWx3 uint8 RGB frame."""

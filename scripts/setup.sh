@@ -15,6 +15,7 @@ python -c "import torch, torchvision" 2>/dev/null || python -m pip install -q to
 python -m pip install -q \
   ros-rclpy ros-rmw-fastrtps-cpp ros-sensor-msgs ros-visualization-msgs ros-std-msgs \
   ros-diagnostic-msgs ros-geometry-msgs
-# .[segformer] = transformers, for the optional segformer segmenter (it does not touch torch)
-python -m pip install -q -e ".[test,segformer]"
+# .[segformer] = transformers (optional segformer segmenter), .[onnx] = onnx, onnxscript, onnxruntime
+# (ood_seg export, backend onnxruntime); neither touches torch
+python -m pip install -q -e ".[test,segformer,onnx]"
 echo "setup done: $(python -c 'import torch, rclpy, rosbags; print("torch", torch.__version__, "| rclpy ok | rosbags ok")')"

@@ -75,6 +75,16 @@ class Head(nn.Module):
         return F.interpolate(score[:, None].float(), size=logits.shape[-2:], mode="bilinear",
                              align_corners=False)[:, 0]
 
+    def score_in_order(self, score_resolution: str, image: torch.Tensor, out: SegmenterOutput,
+                       logits: torch.Tensor) -> torch.Tensor:
+        """Float score as the pipeline orders it: ``native`` -> :meth:`score`, ``input`` -> :meth:`score_input`.
+
+        ``logits`` are the ones the labels come from (upsampled to the input's size for ``input``).
+        """
+        if score_resolution == "input":
+            return self.score_input(image, out, logits).float()
+        return self.score(image, out).float()
+
     def segmenter_override(self) -> Segmenter | None:
         """A head that carries its own fine-tuned segmenter (NFlowJS) returns it here."""
         return None

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ood_seg_node.checkpoints import state_digest
@@ -106,6 +107,13 @@ class Segmenter(nn.Module):
         DiCNet standardises its distillation target with the batch norm at the end of this chain.
         """
         return []
+
+    def labels_logits(self, logits: torch.Tensor, size: tuple[int, ...], score_resolution: str) -> torch.Tensor:
+        """The logits labels are taken from: as they are (``native``) or upsampled to ``size`` the official way."""
+        if score_resolution != "input":
+            return logits
+        return F.interpolate(logits.float(), size=tuple(size), mode="bilinear",
+                             align_corners=self.upsample_align_corners)
 
     def run(self, rgb01: torch.Tensor) -> SegmenterOutput:
         return name_outputs(self(rgb01), tuple(self.tap_channels))
