@@ -25,6 +25,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -122,10 +123,35 @@ def export_onnx(segmenter: Segmenter, heads: Sequence[Head], names: Sequence[str
                                         verbose=False, optimize=True)
             program.save(str(path))
     except Exception as error:  # the exporter raises many types; the first line says which op failed
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()  # the exporter colours its messages
+        reason = text.splitlines()[0] if text else type(error).__name__
         raise DeployError(f"{what} cannot be exported to ONNX{' with dynamic axes' if dynamic else ''}: "
                           f"{type(error).__name__}: {reason[:300]}") from None
+    _check_against_torch(graph, path, example, what)
     return path
+
+
+def _check_against_torch(graph: DeployGraph, path: Path, example: torch.Tensor, what: str) -> None:
+    """Run the file on a random frame beside PyTorch: an op the exporter froze into a constant shows here.
+
+    Raises:
+        DeployError: labels equal on less than 99.9 % of pixels or a score off by more than 1e-3 (the file is
+            removed).
+    """
+    _require("onnxruntime")
+    import onnxruntime as ort
+
+    frame = torch.randint(0, 256, example.shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    with _eager(graph), torch.no_grad():
+        expected = [t.cpu().numpy() for t in graph(frame.to(example.device))]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {INPUT_NAME: frame.numpy()})
+    agree = float((got[0] == expected[0]).mean())
+    worst = max((float(np.abs(a - b).max()) for a, b in zip(got[1:], expected[1:])), default=0.0)
+    if agree < 0.999 or not worst <= 1e-3:
+        path.unlink(missing_ok=True)
+        raise DeployError(f"{what} cannot be exported to ONNX faithfully: on a random frame the graph's labels "
+                          f"equal PyTorch's on {100 * agree:.1f} % of pixels, scores differ by up to {worst:.3g}")
 
 
 def graph_key(segmenter: Segmenter, heads: Sequence[Head], names: Sequence[str], size: tuple[int, int],
@@ -180,6 +206,10 @@ def providers(device: torch.device, *, fp16: bool, cache_dir: Path) -> list:
     return [*chosen, "CPUExecutionProvider"]
 
 
+def _as_tuple(provider: str | tuple) -> tuple:
+    return provider if isinstance(provider, tuple) else (provider,)
+
+
 class OnnxRuntimeRunner:
     """Runs the pipeline's segmenter and heads through ONNX Runtime, one session per input size.
 
@@ -203,8 +233,6 @@ class OnnxRuntimeRunner:
     def session(self, size: tuple[int, int]):
         """The session for (H, W) inputs: from the cached graph file, exported first if there is none."""
         if size not in self._sessions:
-            import onnxruntime as ort
-
             key = graph_key(self.segmenter, self.heads, self.names, size, self.score_resolution)
             path = self.cache_dir / "onnx" / f"{key}.onnx"
             if not path.is_file():
@@ -214,11 +242,19 @@ class OnnxRuntimeRunner:
                 export_onnx(self.segmenter, self.heads, self.names, size, partial,
                             score_resolution=self.score_resolution)
                 partial.replace(path)
-            options = ort.SessionOptions()
-            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            options.intra_op_num_threads = torch.get_num_threads()
-            self._sessions[size] = ort.InferenceSession(str(path), options, providers=self.providers)
+            self.preload(size, path)
         return self._sessions[size]
+
+    def preload(self, size: tuple[int, int], path: str | os.PathLike[str]) -> None:
+        """Run (H, W) inputs through the graph file ``path`` (one this runner's settings exported)."""
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = torch.get_num_threads()
+        if any(name == "TensorrtExecutionProvider" for name, *_ in map(_as_tuple, self.providers)):
+            log.warning("building the TensorRT engine for %dx%d inputs (first run of this size; cached after)", *size)
+        self._sessions[tuple(size)] = ort.InferenceSession(str(path), options, providers=self.providers)
 
     def run(self, rgb: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """HxWx3 uint8 RGB (at the inference size) -> (labels (h, w) uint8, {name: (h, w) float32 score})."""

@@ -225,6 +225,10 @@ class Pipeline:
                    **{f"head:{name}": 0.0 for name in scores}}
         return torch.from_numpy(labels), {name: torch.from_numpy(score) for name, score in scores.items()}, timings
 
+    def warm_up(self, size: tuple[int, int]) -> None:
+        """One grey (H, W) frame through everything: traces, exports and engines are built now, not on a frame."""
+        self.process(np.full((*size, 3), 128, dtype=np.uint8))
+
     def process(self, rgb: np.ndarray) -> FrameResult:
         """Run the segmenter and every head on one HxWx3 uint8 RGB frame."""
         started = time.perf_counter()

@@ -459,3 +459,23 @@ def test_launch_passes_the_large_image_profile_to_every_process(monkeypatch, nam
     assert [a.args[1] for a in set_env] == [str(profile)]
     first_process = min(i for i, a in enumerate(actions) if type(a).__name__ in ("Node", "ExecuteProcess"))
     assert all(actions.index(a) < first_process for a in set_env)
+
+
+def test_config_accepts_checkpoint_folders_and_pairs_and_refuses_bad_deployment_values(tmp_path):
+    """segformer takes a folder, pspnet_resnet50dilated a folder or 'encoder,decoder': neither is refused."""
+    from ood_seg_node.ros.node_config import ConfigError
+
+    (tmp_path / "encoder.pth").write_bytes(b"x")
+    (tmp_path / "decoder.pth").write_bytes(b"x")
+    for checkpoint in (str(tmp_path), f"{tmp_path / 'encoder.pth'},{tmp_path / 'decoder.pth'}"):
+        check_config(NodeConfig(segmenter="pspnet_resnet50dilated", segmenter_checkpoint=checkpoint))
+    refused = {
+        "segmenter_checkpoint": ({"segmenter_checkpoint": f"{tmp_path / 'encoder.pth'},{tmp_path / 'nope'}"},
+                                 "an existing file or folder"),
+        "backend": ({"backend": "tensorrt"}, "torch, onnxruntime"),
+        "fp16": ({"fp16": True}, "false unless backend is onnxruntime"),
+        "warmup_size": ({"warmup_size": "720"}, "empty or HxW"),
+    }
+    for name, (values, valid) in refused.items():
+        with pytest.raises(ConfigError, match=f"invalid {name} .*; valid: {valid}"):
+            check_config(NodeConfig(**values))

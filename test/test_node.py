@@ -348,6 +348,32 @@ def test_runtime_parameters_take_effect(rig):
         assert all(r.successful for r in rig.set(head="msp", threshold=math.nan))
 
 
+def test_onnxruntime_backend_publishes_the_scores_of_the_torch_pipeline(rig, random_builtin_checkpoint, tmp_path):
+    """backend:=onnxruntime at run time: the node exports its graph, warms up and publishes what torch computes."""
+    from ood_seg_node.pipeline import Pipeline
+
+    rgb = _rgb(21)
+    reference = Pipeline.from_names(segmenter_checkpoint=random_builtin_checkpoint, head="energy",
+                                    device="cpu").process(rgb)
+    assert all(r.successful for r in rig.set(head="energy", backend="onnxruntime",
+                                             engine_cache_dir=str(tmp_path)))
+
+    def rebuilt() -> bool:  # the parameters arrive one by one: wait for the pipeline built from all three
+        return any("pipeline rebuilt" in line and "backend='onnxruntime'" in line and str(tmp_path) in line
+                   for line in rig.node.log().splitlines())
+
+    try:
+        assert rig.graph.spin_until(rebuilt, 120.0), rig.node.log()
+        assert len(list(tmp_path.glob("onnx/*.onnx"))) == 1, rig.node.log()  # exported while warming up
+        stamp = rig.publish_rgb(rgb)
+        frame = rig.outputs.frame(stamp)
+        _check_frame(frame, stamp, "cam", HEIGHT, WIDTH)
+        np.testing.assert_allclose(_decode(frame["/ood/anomaly_score"]), reference.score, atol=1e-4)
+        assert (_decode(frame["/ood/labels"]) == reference.labels).mean() >= 0.999
+    finally:
+        assert all(r.successful for r in rig.set(head="msp", backend="torch"))
+
+
 def test_a_failed_rebuild_keeps_the_running_model_and_restores_the_parameters(rig, tmp_path):
     not_weights = tmp_path / "weights.pt"
     not_weights.write_text("not a checkpoint")

@@ -44,5 +44,6 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate heads offline on a dataset, a bag, or precomputed score maps",
     "train-segmenter": "train the builtin segmenter on the synthetic world",
     "train-head": "train an OOD head (one with a registered trainer) on the synthetic world",
+    "export": "write the segmenter and its head(s) as one ONNX graph (ONNX Runtime, TensorRT, Isaac ROS)",
     "bench": "print the performance ratios of the README's performance section",
 }

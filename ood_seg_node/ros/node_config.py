@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from ood_seg_node.deploy import BACKENDS
 from ood_seg_node.encodings import DEFAULT_MAX_INPUT_PIXELS
 from ood_seg_node.heads import head_names
 from ood_seg_node.pipeline import SCORE_RESOLUTIONS, Pipeline, resolve_device
@@ -31,6 +32,10 @@ class NodeConfig:
     segmenter_checkpoint: str = ""
     device: str = "auto"
     score_resolution: str = "native"
+    backend: str = "torch"
+    fp16: bool = False
+    engine_cache_dir: str = ""
+    warmup_size: str = ""
     threshold: float = math.nan
     min_obstacle_area: int = 50
     compressed_input: bool = False
@@ -54,6 +59,12 @@ DESCRIPTIONS = {
     "device": "inference device: auto, cpu, cuda or cuda:N",
     "score_resolution": "native (score at the logits' resolution, then upsample; cheap) or input (logits upsampled "
                         "to the input's size first, then labels and scores in the method's official order)",
+    "backend": "torch, or onnxruntime (segmenter and head exported once per input size to one ONNX graph, run by "
+               "ONNX Runtime: CPU, CUDA or TensorRT provider by device)",
+    "fp16": "half-precision TensorRT engines (backend onnxruntime, device cuda, onnxruntime-gpu with TensorRT)",
+    "engine_cache_dir": "where exported graphs and TensorRT engines are kept; empty = ~/.cache/ood_seg_node",
+    "warmup_size": "HxW of one frame run when the pipeline is built, so the first camera frame is not the slow "
+                   "one; empty = the segmenter's fixed input size, or none for segmenters that run at the input's",
     "threshold": "anomaly-mask threshold on the score; NaN = the head's calibrated default",
     "min_obstacle_area": "smallest anomaly component (pixels) reported on ood/obstacles, >= 1",
     "compressed_input": "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
@@ -68,7 +79,8 @@ DESCRIPTIONS = {
     "marker_scale": "metres per pixel of image-plane obstacle markers (used without camera_info), > 0",
     "autostart": "configure and activate at start (read once); false = wait for a lifecycle manager",
 }
-PIPELINE_KEYS = ("head", "head_checkpoint", "segmenter", "segmenter_checkpoint", "device", "score_resolution")
+PIPELINE_KEYS = ("head", "head_checkpoint", "segmenter", "segmenter_checkpoint", "device", "score_resolution",
+                 "backend", "fp16", "engine_cache_dir", "warmup_size")
 """Parameters whose change rebuilds the pipeline."""
 INPUT_KEYS = ("compressed_input", "reliable_input")
 """Parameters whose change re-creates the input subscription."""
@@ -91,6 +103,9 @@ def check_config(config: NodeConfig) -> None:
         raise ConfigError(str(error)) from None
     checks = [
         ("score_resolution", config.score_resolution in SCORE_RESOLUTIONS, ", ".join(SCORE_RESOLUTIONS)),
+        ("backend", config.backend in BACKENDS, ", ".join(BACKENDS)),
+        ("fp16", not config.fp16 or config.backend == "onnxruntime", "false unless backend is onnxruntime"),
+        ("warmup_size", not config.warmup_size or _size(config.warmup_size) is not None, "empty or HxW, e.g. 720x1280"),
         ("threshold", not math.isinf(config.threshold), "a finite number or NaN"),
         ("min_obstacle_area", config.min_obstacle_area >= 1, "an integer >= 1"),
         ("max_input_pixels", config.max_input_pixels >= 1, "an integer >= 1"),
@@ -100,18 +115,25 @@ def check_config(config: NodeConfig) -> None:
         ("camera_pitch", abs(config.camera_pitch) < math.pi / 2, "a number in (-pi/2, pi/2) radians"),
         ("marker_scale", math.isfinite(config.marker_scale) and config.marker_scale > 0.0, "a number > 0"),
         ("head_checkpoint", not config.head_checkpoint or Path(config.head_checkpoint).is_file(), "an existing file"),
-        ("segmenter_checkpoint", not config.segmenter_checkpoint or Path(config.segmenter_checkpoint).is_file(),
-         "an existing file"),
+        ("segmenter_checkpoint", all(Path(part.strip()).exists() for part in config.segmenter_checkpoint.split(",")
+                                     if config.segmenter_checkpoint), "an existing file or folder (two files: a,b)"),
     ]
     for name, ok, valid in checks:
         if not ok:
             raise ConfigError(f"invalid {name} {getattr(config, name)!r}; valid: {valid}")
 
 
+def _size(text: str) -> tuple[int, int] | None:
+    height, sep, width = text.lower().partition("x")
+    if not (sep and height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
+        return None
+    return int(height), int(width)
+
+
 def build_pipeline(config: NodeConfig) -> Pipeline:
-    """The pipeline the parameters name; any failure (a refused checkpoint, ...) becomes a ConfigError."""
+    """The pipeline the parameters name, warmed up; any failure (a refused checkpoint, ...) is a ConfigError."""
     try:
-        return Pipeline.from_names(
+        pipeline = Pipeline.from_names(
             segmenter=config.segmenter,
             head=config.head,
             segmenter_checkpoint=config.segmenter_checkpoint,
@@ -120,6 +142,13 @@ def build_pipeline(config: NodeConfig) -> Pipeline:
             score_resolution=config.score_resolution,
             threshold=config.threshold,
             min_obstacle_area=config.min_obstacle_area,
+            backend=config.backend,
+            fp16=config.fp16,
+            cache_dir=config.engine_cache_dir,
         )
+        size = _size(config.warmup_size) if config.warmup_size else pipeline.inference_size
+        if size:
+            pipeline.warm_up(size)
+        return pipeline
     except (ValueError, RuntimeError, OSError) as error:
         raise ConfigError(one_line(error)) from None
