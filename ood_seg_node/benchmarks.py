@@ -79,16 +79,43 @@ def score_resolution_cost(segmenter: Segmenter, size: tuple[int, int], repeats: 
             "ratio": timings["input"] / timings["native"]}
 
 
-def optimisation_speedup(segmenter: Segmenter, size: tuple[int, int], repeats: int) -> dict:
-    """Segmenter forward: eager contiguous vs channels-last + traced/frozen (outputs checked equal)."""
+def matmul_gflops(repeats: int, size: int = 2048) -> float:
+    """The machine's float32 matrix-multiply rate (GFLOP/s) with torch's current threads: the floor's divisor."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    return 2 * size**3 / median_ms(lambda: a @ b, repeats) / 1e6
+
+
+def forward_gflop(segmenter: Segmenter, size: tuple[int, int]) -> float:
+    """Floating-point operations of one segmenter forward at ``size`` (torch's FLOP counter: convs, matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter, torch.inference_mode():
+        segmenter(torch.rand(1, 3, *size))
+    return counter.get_total_flops() / 1e9
+
+
+def backend_speedup(segmenter: Segmenter, size: tuple[int, int], repeats: int, gflops: float) -> dict:
+    """Segmenter + msp head: eager vs channels-last traced/frozen vs ONNX Runtime, and each over the floor.
+
+    The floor is the forward's FLOPs at this machine's matmul rate (:func:`matmul_gflops`): no backend can
+    beat it on these convolutions, so ``time / floor`` says how much is left to gain.
+    """
+    import tempfile
+
     image = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
     head = build_head("msp", segmenter)
     timings = {}
-    for optimise in (False, True):
-        pipeline = Pipeline(segmenter, head, device="cpu", inference_size=size, optimize=optimise)
-        pipeline.process(image)
-        timings[optimise] = statistics.median(pipeline.process(image).timings_ms["segmenter"]
-                                              for _ in range(repeats))
-        segmenter.to(memory_format=torch.contiguous_format)
-    return {"size": f"{size[0]}x{size[1]}", "eager_ms": timings[False], "optimised_ms": timings[True],
-            "speedup": timings[False] / timings[True]}
+    with tempfile.TemporaryDirectory() as cache:
+        for label, options in (("eager", {"optimize": False}), ("optimised", {}),
+                               ("onnxruntime", {"backend": "onnxruntime", "cache_dir": cache})):
+            pipeline = Pipeline(segmenter, head, device="cpu", inference_size=size, **options)
+            pipeline.process(image)
+            timings[label] = statistics.median(
+                t["segmenter"] + t["head"] for t in (pipeline.process(image).timings_ms for _ in range(repeats)))
+            segmenter.to(memory_format=torch.contiguous_format)
+    floor = forward_gflop(segmenter, size) / gflops * 1e3
+    return {"size": f"{size[0]}x{size[1]}", **{f"{k}_ms": v for k, v in timings.items()}, "floor_ms": floor,
+            "speedup": timings["eager"] / timings["optimised"],
+            "onnxruntime_speedup": timings["eager"] / timings["onnxruntime"],
+            **{f"{k}_over_floor": v / floor for k, v in timings.items()}}

@@ -55,11 +55,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"{row['size']:>10}: native {row['native_ms']:.1f} ms, input {row['input_ms']:.1f} ms"
               f" -> {row['ratio']:.1f}x")
 
-    print("\nsegmenter forward: eager vs channels-last + traced/frozen (equal outputs)")
-    figures["optimisation"] = [benchmarks.optimisation_speedup(segmenter, s, args.repeats) for s in sizes]
-    for row in figures["optimisation"]:
-        print(f"{row['size']:>10}: eager {row['eager_ms']:.1f} ms, optimised {row['optimised_ms']:.1f} ms"
-              f" -> {row['speedup']:.2f}x")
+    gflops = benchmarks.matmul_gflops(args.repeats)
+    figures["matmul_gflops"] = gflops
+    print(f"\nsegmenter + msp: PyTorch eager, channels-last traced/frozen, ONNX Runtime (equal outputs); floor = "
+          f"forward FLOPs at this machine's matmul rate ({gflops:.0f} GFLOP/s)")
+    figures["backends"] = [benchmarks.backend_speedup(segmenter, s, args.repeats, gflops) for s in sizes]
+    for row in figures["backends"]:
+        print(f"{row['size']:>10}: eager {row['eager_ms']:.1f} ms, optimised {row['optimised_ms']:.1f} ms "
+              f"({row['speedup']:.2f}x), onnxruntime {row['onnxruntime_ms']:.1f} ms "
+              f"({row['onnxruntime_speedup']:.2f}x); floor {row['floor_ms']:.1f} ms -> "
+              f"{row['eager_over_floor']:.1f} / {row['optimised_over_floor']:.1f} / "
+              f"{row['onnxruntime_over_floor']:.1f} x floor")
 
     if not args.no_node:
         from ood_seg_node.ros.replay import node_latency

@@ -38,6 +38,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     methods.add_argument("--segmenter", default="builtin", help="segmenter spec (default: %(default)s)")
     methods.add_argument("--segmenter-checkpoint", default="", help="segmenter weights")
     methods.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    methods.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                         help="run the heads in PyTorch or as one exported ONNX graph in ONNX Runtime "
+                              "(default: %(default)s)")
+    methods.add_argument("--fp16", action="store_true", help="half-precision TensorRT engines (onnxruntime, cuda)")
+    methods.add_argument("--engine-cache-dir", default="", help="exported graphs and engines (default ~/.cache)")
     methods.add_argument("--score-resolution", choices=("native", "input", "both"), default="native",
                          help="native: score at the logits' resolution, then upsample (the node's default); "
                               "input: upsample the logits first, as the papers' code does; both: every head "
@@ -114,7 +119,8 @@ def _scorers(args: argparse.Namespace) -> list:
         resolutions = ("native", "input") if args.score_resolution == "both" else (args.score_resolution,)
         suffix = {"native": "", "input": "@input" if args.score_resolution == "both" else ""}
         scorers += [PipelineScorer(Pipeline(segmenter, [head for head, _ in group], device=args.device,
-                                            score_resolution=resolution,
+                                            score_resolution=resolution, backend=args.backend, fp16=args.fp16,
+                                            cache_dir=args.engine_cache_dir,
                                             names=[label + suffix[resolution] for _, label in group]))
                     for resolution in resolutions for group in groups]
     if not scorers:
