@@ -313,6 +313,9 @@ def test_diagnostics_report_rate_latency_and_identity(rig):
     for key in ("input_rate_hz", "latency_p50_ms", "latency_p95_ms", "frames_dropped"):
         assert math.isfinite(float(diagnostics[key])), key
     assert float(diagnostics["latency_p95_ms"]) >= float(diagnostics["latency_p50_ms"]) > 0.0
+    stages = [float(diagnostics[f"{stage}_p50_ms"]) for stage in ("wait", "decode", "pipeline", "outputs", "publish")]
+    assert all(value >= 0.0 for value in stages) and stages[2] > 0.0  # the pipeline always takes time
+    assert sum(stages) <= float(diagnostics["latency_p95_ms"]) * 1.5  # stages split the latency (medians differ)
     assert (diagnostics["device"], diagnostics["head"], diagnostics["segmenter"]) == ("cpu", "msp", "builtin")
     assert "Fast DDS profile" in rig.node.log()
 

@@ -45,6 +45,25 @@ def test_optimised_path_equals_eager(segmenter):
     assert (a.labels != b.labels).mean() < 1e-3
 
 
+def test_large_networks_are_not_copied_for_the_fast_path(monkeypatch):
+    """Above MAX_FROZEN_PARAMETERS the fast path runs eagerly: no deep copy, no frozen constants."""
+    import torch
+
+    from ood_seg_node import fastpath
+
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU()).eval()
+    small = fastpath.FastPath(network)
+    with torch.no_grad():
+        small(torch.rand(1, 3, 16, 16))
+    assert small.frozen_shapes() == [((1, 3, 16, 16),)]
+    monkeypatch.setattr(fastpath, "MAX_FROZEN_PARAMETERS", sum(p.numel() for p in network.parameters()) - 1)
+    monkeypatch.setattr(fastpath.copy, "deepcopy", lambda *a, **k: pytest.fail("copied a large network"))
+    large = fastpath.FastPath(network)
+    with torch.no_grad():
+        assert large(torch.rand(1, 3, 16, 16)).shape == (1, 8, 14, 14)
+    assert large.frozen_shapes() == []
+
+
 def test_scores_are_computed_at_native_resolution(segmenter):
     pipeline = Pipeline(segmenter, build_head("msp", segmenter), device="cpu", optimize=False)
     labels, scores, _ = pipeline.infer(_image(64, 128))

@@ -14,6 +14,9 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from ood_seg_node.ros import dds
 
 RATE_WINDOW_S = 5.0
+STAGES = ("wait", "decode", "pipeline", "outputs", "publish")
+"""Where a processed frame's time goes: queued behind the previous frame, message -> RGB, inference and
+post-processing, building the output messages, handing them to the middleware."""
 DELIVERY_WINDOW_S = 5.0  # a matched publisher whose frames do not arrive for this long is reported
 
 
@@ -25,6 +28,7 @@ class FrameStats:
     received: deque[float] = field(default_factory=lambda: deque(maxlen=1000))
     lost: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=1000))
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    stages_ms: dict[str, deque[float]] = field(default_factory=lambda: {s: deque(maxlen=200) for s in STAGES})
     frames_received: int = 0
     frames_processed: int = 0
     frames_dropped: int = 0
@@ -69,7 +73,7 @@ def delivery_warning(topic: str, problem: str) -> str:
 
 def diagnostic_status(stats: FrameStats, now: float, *, name: str, state: str,
                       identity: dict[str, str]) -> DiagnosticStatus:
-    """One status: rate, latency percentiles, counters, the running model's identity, the last error.
+    """One status: rate, latency percentiles (and each stage's median), counters, the model, the last error.
 
     Args:
         stats: the node's counters (read under their lock; the failures since the last report are reset).
@@ -80,6 +84,7 @@ def diagnostic_status(stats: FrameStats, now: float, *, name: str, state: str,
     """
     with stats.lock:
         latencies = np.array(stats.latencies_ms, dtype=np.float64)
+        stages = {name: np.median(times) if times else math.nan for name, times in stats.stages_ms.items()}
         rate = stats.input_rate(now)
         failed_recently, stats.failed_since_report = stats.failed_since_report, 0
         counters = stats.counters()
@@ -98,6 +103,7 @@ def diagnostic_status(stats: FrameStats, now: float, *, name: str, state: str,
         "input_rate_hz": f"{rate:.2f}",
         "latency_p50_ms": f"{p50:.1f}",
         "latency_p95_ms": f"{p95:.1f}",
+        **{f"{name}_p50_ms": f"{value:.1f}" for name, value in stages.items()},
         **{key: str(value) for key, value in counters.items()},
         **identity,
         "last_error": last_error,

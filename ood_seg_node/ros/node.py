@@ -39,7 +39,7 @@ from visualization_msgs.msg import MarkerArray
 
 from ood_seg_node.heads import head_names
 from ood_seg_node.pipeline import Pipeline, PipelineError
-from ood_seg_node.ros.diagnostics import FrameStats, delivery_warning, diagnostic_status
+from ood_seg_node.ros.diagnostics import STAGES, FrameStats, delivery_warning, diagnostic_status
 from ood_seg_node.ros.imaging import ImageEncodingError, array_to_image_msg, msg_to_rgb, overlay_anomalies
 from ood_seg_node.ros.markers import intrinsics_from_camera_info, obstacle_markers
 from ood_seg_node.ros.node_config import (
@@ -365,8 +365,10 @@ class OODSegNode(LifecycleNode):
             with self._stats.lock:
                 self._stats.frames_idle += 1
             return
+        started = time.monotonic()
         try:
             rgb = msg_to_rgb(msg, max_pixels=config.max_input_pixels)
+            decoded = time.monotonic()
             result = pipeline.process(rgb)
         except (ImageEncodingError, PipelineError) as error:
             self._frame_failed(f"frame skipped: {one_line(error)}")
@@ -374,6 +376,7 @@ class OODSegNode(LifecycleNode):
         except Exception as error:  # e.g. CUDA out of memory: this frame is lost, the node is not
             self._frame_failed(f"frame skipped, inference failed: {type(error).__name__}: {one_line(error)}")
             return
+        inferred = time.monotonic()
         header = msg.header
         height, width = rgb.shape[:2]
         outputs = {
@@ -383,20 +386,26 @@ class OODSegNode(LifecycleNode):
             "ood/anomaly_mask": lambda: result.mask.astype(np.uint8) * np.uint8(255),
             "ood/overlay": lambda: overlay_anomalies(rgb, result.mask, result.obstacles, config.overlay_alpha),
         }
-        for topic, make in outputs.items():
-            if wanted[topic]:
-                self._image_pubs[topic].publish(array_to_image_msg(make(), IMAGE_OUTPUTS[topic], header))
+        messages = [(self._image_pubs[topic], array_to_image_msg(make(), IMAGE_OUTPUTS[topic], header))
+                    for topic, make in outputs.items() if wanted[topic]]
         if want_obstacles:
             info = self._camera_info
             intrinsics = intrinsics_from_camera_info(info, width, height) if info is not None else None
-            self._obstacles_pub.publish(obstacle_markers(
+            messages.append((self._obstacles_pub, obstacle_markers(
                 result.obstacles, header, intrinsics=intrinsics, camera_height=config.camera_height,
                 camera_pitch=config.camera_pitch, marker_scale=config.marker_scale,
-            ))
-        latency_ms = (time.monotonic() - received) * 1e3
+            )))
+        built = time.monotonic()
+        for publisher, message in messages:
+            publisher.publish(message)
+        published = time.monotonic()
+        latency_ms = (published - received) * 1e3
+        marks = (received, started, decoded, inferred, built, published)
         with self._stats.lock:
             self._stats.frames_processed += 1
             self._stats.latencies_ms.append(latency_ms)
+            for stage, begin, end in zip(STAGES, marks, marks[1:]):
+                self._stats.stages_ms[stage].append((end - begin) * 1e3)
         if not self._first_frame_logged:
             self._first_frame_logged = True
             self.get_logger().info(
