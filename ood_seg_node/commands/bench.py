@@ -77,6 +77,10 @@ def run(args: argparse.Namespace) -> int:
             print(f"{row['size']:>10}: end-to-end p50 {row['e2e_p50_ms']:.1f} ms, pipeline p50 "
                   f"{row['pipeline_p50_ms']:.1f} ms -> ratio {row['ratio']:.2f} ({row['received']}/{row['sent']} "
                   "frames received)")
+            stages = row["node_stages_p50_ms"]
+            transport = row["e2e_p50_ms"] - sum(value for name, value in stages.items() if name != "wait")
+            print(f"{'':>12}node stages p50: " + ", ".join(f"{name} {value:.1f}" for name, value in stages.items())
+                  + f" ms; the rest (DDS transport both ways, input to callback) {transport:.1f} ms")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(figures, handle, indent=2)

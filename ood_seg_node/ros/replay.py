@@ -212,6 +212,7 @@ class Replayer(RosParticipant):
     """An rclpy node publishing camera frames and collecting the node's score maps and labels by stamp."""
 
     def __init__(self, domain_id: int, *, collect_labels: bool = True) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
@@ -229,6 +230,8 @@ class Replayer(RosParticipant):
         self.node.create_subscription(String, "ood/eval_summary", self._on_summary, 10)
         if collect_labels:
             self.node.create_subscription(Image, "ood/labels", self._on_labels, collect)
+        self.node_diagnostics: dict[str, str] = {}  # the newest /diagnostics values of ood_seg_node
+        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)
@@ -252,10 +255,16 @@ class Replayer(RosParticipant):
         return self.received.setdefault(stamp, Received())
 
     def _on_score(self, msg) -> None:
+        received_at = time.perf_counter()  # before decoding: latency ends at delivery
         array = decode_image(msg.encoding, msg.height, msg.width, msg.step, msg.data)
         with self._lock:
             entry = self._entry(msg)
-            entry.score, entry.received_at = array, time.perf_counter()
+            entry.score, entry.received_at = array, received_at
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            if status.name.startswith("ood_seg_node"):
+                self.node_diagnostics = {value.key: value.value for value in status.values}
 
     def _on_summary(self, msg) -> None:
         self.evaluator_summary = json.loads(msg.data)
@@ -353,13 +362,14 @@ def node_latency(*, segmenter_spec: str, checkpoint: str, sizes: Sequence[tuple[
     """Per input size: node end-to-end latency (publish -> score received) vs in-process pipeline compute.
 
     Frames are sent slowly enough that none queues, so the difference is conversion, publishing every
-    output and DDS transport.
+    output and DDS transport; the node's own stage medians (``/diagnostics``) say which.
     """
     import statistics
     import tempfile
 
     from ood_seg_node.datasets.base import Frame
     from ood_seg_node.pipeline import Pipeline
+    from ood_seg_node.ros.diagnostics import STAGES
 
     env = local_ros_environment()
     os.environ.update(env)  # Fast DDS reads its profile for this process's participant from the environment
@@ -381,13 +391,19 @@ def node_latency(*, segmenter_spec: str, checkpoint: str, sizes: Sequence[tuple[
             with ood_seg_node_process(parameters, env, tempfile.mktemp(suffix=".log")) as node:
                 replayer.wait_for_node(node)
                 stats = replayer.play(batch, rate_hz=rate_hz, start_ns=1_000_000_000, node=node)
+                processed = str(stats.sent)
+                deadline = time.monotonic() + 5.0  # the node reports once a second
+                while replayer.node_diagnostics.get("frames_processed") != processed and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                stages = {stage: float(replayer.node_diagnostics.get(f"{stage}_p50_ms", "nan")) for stage in STAGES}
             latencies = [(entry.received_at - stats.sent_at[stamp]) * 1e3
                          for stamp, entry in replayer.received.items()
                          if entry.score is not None and stamp in stats.sent_at]
             latencies = latencies[2:] or latencies  # the first frames include lazy tracing
             e2e = statistics.median(latencies) if latencies else float("nan")
             rows.append({"size": f"{size[0]}x{size[1]}", "e2e_p50_ms": e2e, "pipeline_p50_ms": compute,
-                         "ratio": e2e / compute, "sent": stats.sent, "received": replayer.scored()})
+                         "ratio": e2e / compute, "sent": stats.sent, "received": replayer.scored(),
+                         "node_stages_p50_ms": stages})
     finally:
         replayer.close()
     return rows
