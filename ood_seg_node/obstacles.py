@@ -35,27 +35,39 @@ class Obstacle:
         return ((self.x0 + self.x1 - 1) / 2.0, float(self.y1 - 1))
 
 
-def find_obstacles(mask: np.ndarray, score: np.ndarray, min_area: int) -> list[Obstacle]:
-    """Components of ``mask`` (HxW bool/uint8) with >= ``min_area`` pixels, largest first."""
+def find_obstacles(mask: np.ndarray, score: np.ndarray, min_area: float,
+                   scale: tuple[float, float] = (1.0, 1.0)) -> list[Obstacle]:
+    """Components of ``mask`` (HxW bool/uint8) of at least ``min_area`` output pixels, largest first.
+
+    ``scale`` = (sy, sx) maps ``mask`` pixels to output pixels: the pipeline finds components at the score's
+    native resolution (the resolution of its information; 16x fewer pixels at stride 4) and reports boxes,
+    areas and centroids in the published image's pixels.
+    """
+    mask = np.ascontiguousarray(mask)
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(
-        mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
+        mask.view(np.uint8) if mask.dtype == bool else mask.astype(np.uint8), connectivity=8, ltype=cv2.CV_32S
     )
     if count <= 1:
         return []
-    flat_labels = labels.ravel()
-    flat_score = score.ravel().astype(np.float64)
-    sums = np.bincount(flat_labels, weights=flat_score, minlength=count)
+    # statistics over the masked pixels only: an anomaly covers a small part of a frame
+    inside = np.flatnonzero(labels)
+    component = labels.ravel()[inside]
+    values = np.ascontiguousarray(score).ravel()[inside].astype(np.float64)
+    sums = np.bincount(component, weights=values, minlength=count)
     maxima = np.full(count, -np.inf)
-    np.maximum.at(maxima, flat_labels, flat_score)
+    np.maximum.at(maxima, component, values)
+    sy, sx = scale
     obstacles = []
     for index in range(1, count):
         x, y, w, h, area = (int(v) for v in stats[index])
-        if area < min_area:
+        if area * sy * sx < min_area:
             continue
-        obstacles.append(
-            Obstacle(x, y, x + w, y + h, area, float(sums[index] / area), float(maxima[index]),
-                     (float(centroids[index][0]), float(centroids[index][1])))
-        )
+        u, v = centroids[index]
+        obstacles.append(Obstacle(
+            int(np.floor(x * sx)), int(np.floor(y * sy)), int(np.ceil((x + w) * sx)), int(np.ceil((y + h) * sy)),
+            int(round(area * sy * sx)), float(sums[index] / area), float(maxima[index]),
+            (float((u + 0.5) * sx - 0.5), float((v + 0.5) * sy - 0.5)),
+        ))
     return sorted(obstacles, key=lambda o: -o.area)
 
 

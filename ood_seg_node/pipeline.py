@@ -38,10 +38,12 @@ class FrameResult:
     """Everything published for one frame, at the input image's size.
 
     Attributes:
-        labels: HxW uint8 Cityscapes trainIds.
+        labels: HxW uint8 class ids in the segmenter's label space.
         score: HxW float32 anomaly score of the primary head (finite, higher = more anomalous).
         mask: HxW bool, ``score >= threshold``.
-        obstacles: connected components of ``mask`` with at least ``min_obstacle_area`` pixels.
+        obstacles: connected components of the mask at the score's native resolution (where its information
+            is; 16x cheaper than at the input's at stride 4), with at least ``min_obstacle_area`` pixels, in
+            the input image's pixels (boxes to the native stride).
         threshold: the threshold that made ``mask``.
         scores: every head's HxW score by its name in the pipeline (the primary one included).
         native_scores: every head's score at the logits' resolution (what ``scores`` were upsampled from;
@@ -242,12 +244,14 @@ class Pipeline:
         primary = full_scores[self.names[0]]
         threshold = self.effective_threshold
         mask = primary >= threshold
-        obstacles = find_obstacles(mask, primary, self.min_obstacle_area)
+        native = scores[self.names[0]].cpu().numpy()
+        scale = (height / native.shape[0], width / native.shape[1])
+        obstacles = find_obstacles(native >= threshold, native, self.min_obstacle_area, scale)
         done = time.perf_counter()
         timings["postprocess"] = (done - post_started) * 1e3
         timings["total"] = (done - started) * 1e3
-        native = {name: score.cpu().numpy() for name, score in scores.items()}
-        return FrameResult(labels_np, primary, mask, obstacles, threshold, full_scores, native, timings)
+        native_scores = {name: score.cpu().numpy() for name, score in scores.items()}
+        return FrameResult(labels_np, primary, mask, obstacles, threshold, full_scores, native_scores, timings)
 
 
 def upsample_score(score: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
