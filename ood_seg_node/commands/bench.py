@@ -78,9 +78,13 @@ def run(args: argparse.Namespace) -> int:
                   f"{row['pipeline_p50_ms']:.1f} ms (back to back {row['pipeline_back_to_back_p50_ms']:.1f} ms) "
                   f"-> ratio {row['ratio']:.2f} ({row['received']}/{row['sent']} frames received)")
             stages = row["node_stages_p50_ms"]
-            transport = row["e2e_p50_ms"] - sum(value for name, value in stages.items() if name != "wait")
             print(f"{'':>12}node stages p50: " + ", ".join(f"{name} {value:.1f}" for name, value in stages.items())
-                  + f" ms; the rest (DDS transport both ways, input to callback) {transport:.1f} ms")
+                  + " ms (outputs and publish: every output; the score goes out first)")
+            camera = row["camera"]
+            print(f"{'':>12}{camera['camera_hz']:.0f} Hz camera: {camera['published_fps']:.1f} frames/s published vs "
+                  f"{camera['pipeline_fps']:.1f} frames/s of back-to-back pipeline compute "
+                  f"({camera['published_fps'] / camera['pipeline_fps']:.2f}); latency p50 "
+                  f"{camera['latency_p50_ms']:.0f} ms, p95 {camera['latency_p95_ms']:.0f} ms")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
             json.dump(figures, handle, indent=2)

@@ -8,7 +8,9 @@ at start, so ``ros2 run`` and the launch files behave like a plain node; a model
 then a start-up error (one line, exit code 1).
 
 Frames are keep-latest: the subscription callback only stores the newest message and a worker thread
-processes it, so a slow model drops stale frames (counted in /diagnostics) instead of queueing them.
+decodes and infers it, so a slow model drops stale frames (counted in /diagnostics) instead of queueing them.
+A publisher thread builds and publishes each inferred frame's outputs while the worker infers the next one
+(at most one frame waits between them), so output building and publishing overlap with inference.
 Nothing is inferred while no output has a subscriber. A malformed frame is logged (throttled) and skipped.
 A parameter change that needs another model is built on a thread of its own while frames keep flowing
 through the running one; a build that fails is reported, the running model stays and the parameters
@@ -18,11 +20,12 @@ return to what it runs.
 from __future__ import annotations
 
 import math
+import queue
 import sys
 import threading
 import time
-from dataclasses import fields, replace
-from typing import Any
+from dataclasses import dataclass, fields, replace
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -38,7 +41,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
 from ood_seg_node.heads import head_names
-from ood_seg_node.pipeline import Pipeline, PipelineError
+from ood_seg_node.pipeline import FrameResult, Pipeline, PipelineError
 from ood_seg_node.ros.diagnostics import STAGES, FrameStats, delivery_warning, diagnostic_status
 from ood_seg_node.ros.imaging import ImageEncodingError, array_to_image_msg, msg_to_rgb, overlay_anomalies
 from ood_seg_node.ros.markers import intrinsics_from_camera_info, obstacle_markers
@@ -86,6 +89,20 @@ def _input_qos(*, reliable: bool) -> QoSProfile:
     )
 
 
+@dataclass
+class _Inferred:
+    """A frame the worker has inferred, handed to the publisher thread with what its outputs need."""
+
+    header: Any
+    rgb: np.ndarray
+    result: FrameResult
+    pipeline: Pipeline
+    config: NodeConfig
+    wanted: dict[str, bool]
+    want_obstacles: bool
+    marks: tuple[float, float, float, float]  # received, started, decoded, inferred (monotonic s)
+
+
 class OODSegNode(LifecycleNode):
     """Pixel-wise OOD segmentation node; see the module docstring and README for topics and parameters.
 
@@ -111,6 +128,9 @@ class OODSegNode(LifecycleNode):
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
+        # inferred frames waiting for their outputs: one, so inference runs at most one frame ahead
+        self._outbox: queue.Queue[_Inferred | None] = queue.Queue(maxsize=1)
+        self._publisher: threading.Thread | None = None
         self._stats = FrameStats()
         self._state = "unconfigured"
         self._camera_info: CameraInfo | None = None
@@ -194,6 +214,8 @@ class OODSegNode(LifecycleNode):
         self._camera_info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                                          _input_qos(reliable=False))
         self._stop.clear()
+        self._publisher = threading.Thread(target=self._publish_outputs, name="ood_seg_publisher", daemon=True)
+        self._publisher.start()
         self._worker = threading.Thread(target=self._work, name="ood_seg_worker", daemon=True)
         self._worker.start()
         self._state = "active"
@@ -224,7 +246,10 @@ class OODSegNode(LifecycleNode):
         self._wake.set()
         if self._worker is not None and self._worker.is_alive():
             self._worker.join(timeout=10.0)  # the frame in progress finishes
-        self._worker = None
+        if self._publisher is not None and self._publisher.is_alive():
+            self._outbox.put(None)  # after the worker's last frame: its outputs are published first
+            self._publisher.join(timeout=10.0)
+        self._worker = self._publisher = None
 
     def _release(self) -> None:
         rebuilder = self._rebuilder
@@ -376,31 +401,49 @@ class OODSegNode(LifecycleNode):
         except Exception as error:  # e.g. CUDA out of memory: this frame is lost, the node is not
             self._frame_failed(f"frame skipped, inference failed: {type(error).__name__}: {one_line(error)}")
             return
-        inferred = time.monotonic()
-        header = msg.header
+        self._outbox.put(_Inferred(msg.header, rgb, result, pipeline, config, wanted, want_obstacles,
+                                   (received, started, decoded, time.monotonic())))
+
+    def _publish_outputs(self) -> None:
+        """Build and publish each inferred frame's outputs while the worker infers the next frame."""
+        while (item := self._outbox.get()) is not None:
+            try:
+                self._publish_frame(item)
+            except Exception as error:  # a bug on one frame must not end the thread: log, count, go on
+                self._frame_failed(f"publishing failed: {type(error).__name__}: {one_line(error)}")
+
+    def _publish_frame(self, item: _Inferred) -> None:
+        rgb, result, pipeline, config, wanted = item.rgb, item.result, item.pipeline, item.config, item.wanted
+        header = item.header
         height, width = rgb.shape[:2]
-        outputs = {
-            "ood/labels": lambda: result.labels,
-            "ood/labels_color": lambda: pipeline.segmenter.label_space.colorize(result.labels),
+        # what a vehicle stack reads first goes out first: score, mask, obstacles, then the pictures for RViz
+        outputs: dict[str, Callable[[], Any]] = {
             "ood/anomaly_score": lambda: result.score,
             "ood/anomaly_mask": lambda: result.mask.astype(np.uint8) * np.uint8(255),
+            "ood/labels": lambda: result.labels,
+            "ood/labels_color": lambda: pipeline.segmenter.label_space.colorize(result.labels),
             "ood/overlay": lambda: overlay_anomalies(rgb, result.mask, result.obstacles, config.overlay_alpha),
         }
-        messages = [(self._image_pubs[topic], array_to_image_msg(make(), IMAGE_OUTPUTS[topic], header))
-                    for topic, make in outputs.items() if wanted[topic]]
-        if want_obstacles:
+        senders = [(self._image_pubs[topic], lambda make=make, topic=topic: array_to_image_msg(
+            make(), IMAGE_OUTPUTS[topic], header)) for topic, make in outputs.items() if wanted[topic]]
+        if item.want_obstacles:
             info = self._camera_info
             intrinsics = intrinsics_from_camera_info(info, width, height) if info is not None else None
-            messages.append((self._obstacles_pub, obstacle_markers(
+            senders.insert(min(2, len(senders)), (self._obstacles_pub, lambda: obstacle_markers(
                 result.obstacles, header, intrinsics=intrinsics, camera_height=config.camera_height,
                 camera_pitch=config.camera_pitch, marker_scale=config.marker_scale,
             )))
-        built = time.monotonic()
-        for publisher, message in messages:
+        building = publishing = 0.0
+        for publisher, build in senders:  # each is published as soon as it is built
+            started = time.monotonic()
+            message = build()
+            built = time.monotonic()
             publisher.publish(message)
+            building, publishing = building + built - started, publishing + time.monotonic() - built
+        received, inferred = item.marks[0], item.marks[-1]
         published = time.monotonic()
         latency_ms = (published - received) * 1e3
-        marks = (received, started, decoded, inferred, built, published)
+        marks = (*item.marks, inferred + building, inferred + building + publishing)
         with self._stats.lock:
             self._stats.frames_processed += 1
             self._stats.latencies_ms.append(latency_ms)
