@@ -255,7 +255,15 @@ class Pipeline:
 
 
 def upsample_score(score: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear (h, w) -> size float32 numpy; a no-op at the same size."""
-    if tuple(score.shape) != tuple(size):
-        score = F.interpolate(score[None, None], size=size, mode="bilinear", align_corners=False)[0, 0]
-    return score.cpu().numpy().astype(np.float32, copy=False)
+    """Bilinear (h, w) -> size float32 numpy (pixel centres aligned); a no-op at the same size.
+
+    On the GPU it upsamples there (one map comes back); on the CPU OpenCV's resize computes the same
+    interpolation 4-5x faster than torch's.
+    """
+    if tuple(score.shape) == tuple(size):
+        return score.cpu().numpy().astype(np.float32, copy=False)
+    if score.device.type != "cpu":
+        return F.interpolate(score[None, None].float(), size=size, mode="bilinear",
+                             align_corners=False)[0, 0].cpu().numpy()
+    native = np.ascontiguousarray(score.numpy(), dtype=np.float32)
+    return cv2.resize(native, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
