@@ -10,13 +10,12 @@ dicts with ``torch.nn.functional`` and the official dilation rule, independently
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from fixtures import make_streethazards
+from published_layouts import Manifest, batch_norm, bottleneck, random_state
 
 from ood_seg_node.checkpoints import CheckpointError
 from ood_seg_node.datasets import open_dataset
@@ -29,61 +28,49 @@ from ood_seg_node.pipeline import Pipeline
 from ood_seg_node.segmenters import SegmenterError, build_segmenter
 from ood_seg_node.segmenters.pspnet import NAME, CSAILPSPNet
 
-Manifest = Iterator[tuple[str, tuple[int, ...]]]
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 # --- manifests, transcribed from the official definitions --------------------------------------------------
-
-def _bn(prefix: str, channels: int) -> Manifest:
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        yield f"{prefix}.{name}", (channels,)
-    yield f"{prefix}.num_batches_tracked", ()
-
 
 def _official_resnet(prefix: str, depth: int) -> Manifest:
     """ResNet-50 (``ResNet``: 3x3 stem 64/64/128, bottlenecks) or ResNet-34 (``ResNet1``: 7x7 stem, basic)."""
     if depth == 50:
         for index, (cin, cout) in enumerate(((3, 64), (64, 64), (64, 128)), start=1):
             yield f"{prefix}conv{index}.weight", (cout, cin, 3, 3)
-            yield from _bn(f"{prefix}bn{index}", cout)
+            yield from batch_norm(f"{prefix}bn{index}", cout)
         inplanes, expansion, blocks = 128, 4, (3, 4, 6, 3)
     else:
         yield f"{prefix}conv1.weight", (64, 3, 7, 7)
-        yield from _bn(f"{prefix}bn1", 64)
+        yield from batch_norm(f"{prefix}bn1", 64)
         inplanes, expansion, blocks = 64, 1, (3, 4, 6, 3)
     for layer, (planes, count) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
         for block in range(count):
             name = f"{prefix}layer{layer}.{block}"
             if expansion == 4:
-                yield f"{name}.conv1.weight", (planes, inplanes, 1, 1)
-                yield from _bn(f"{name}.bn1", planes)
-                yield f"{name}.conv2.weight", (planes, planes, 3, 3)
-                yield from _bn(f"{name}.bn2", planes)
-                yield f"{name}.conv3.weight", (planes * 4, planes, 1, 1)
-                yield from _bn(f"{name}.bn3", planes * 4)
+                yield from bottleneck(name, inplanes, planes)
             else:
                 yield f"{name}.conv1.weight", (planes, inplanes, 3, 3)
-                yield from _bn(f"{name}.bn1", planes)
+                yield from batch_norm(f"{name}.bn1", planes)
                 yield f"{name}.conv2.weight", (planes, planes, 3, 3)
-                yield from _bn(f"{name}.bn2", planes)
+                yield from batch_norm(f"{name}.bn2", planes)
             if block == 0 and (layer > 1 or inplanes != planes * expansion):
                 yield f"{name}.downsample.0.weight", (planes * expansion, inplanes, 1, 1)
-                yield from _bn(f"{name}.downsample.1", planes * expansion)
+                yield from batch_norm(f"{name}.downsample.1", planes * expansion)
             inplanes = planes * expansion
 
 
 def _official_ppm(prefix: str, fc_dim: int) -> Manifest:
     for index in range(4):
         yield f"{prefix}ppm.{index}.1.weight", (512, fc_dim, 1, 1)
-        yield from _bn(f"{prefix}ppm.{index}.2", 512)
+        yield from batch_norm(f"{prefix}ppm.{index}.2", 512)
 
 
 def official_decoder(num_classes: int = 13) -> list[tuple[str, tuple[int, ...]]]:
     """``PPMDeepsup(num_class, fc_dim=2048)``."""
     return [*_official_ppm("", 2048),
-            ("cbr_deepsup.0.weight", (512, 1024, 3, 3)), *_bn("cbr_deepsup.1", 512),
-            ("conv_last.0.weight", (512, 4096, 3, 3)), *_bn("conv_last.1", 512),
+            ("cbr_deepsup.0.weight", (512, 1024, 3, 3)), *batch_norm("cbr_deepsup.1", 512),
+            ("conv_last.0.weight", (512, 4096, 3, 3)), *batch_norm("conv_last.1", 512),
             ("conv_last.4.weight", (num_classes, 512, 1, 1)), ("conv_last.4.bias", (num_classes,)),
             ("conv_last_deepsup.weight", (num_classes, 512, 1, 1)), ("conv_last_deepsup.bias", (num_classes,))]
 
@@ -168,29 +155,12 @@ def official_outputs(image: torch.Tensor, encoder: dict, decoder: dict, student:
 
 # --- the published files ------------------------------------------------------------------------------------
 
-def _random(manifest: list[tuple[str, tuple[int, ...]]], seed: int) -> dict[str, torch.Tensor]:
-    """He-scaled convs, batch norms that are not identities (so a wrong BN order shows)."""
-    generator = torch.Generator().manual_seed(seed)
-    state = {}
-    for key, shape in manifest:
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(1000)
-        elif key.endswith("running_var") or (key.endswith(".weight") and len(shape) == 1):
-            state[key] = torch.rand(shape, generator=generator).add_(0.5)
-        elif len(shape) == 1:
-            state[key] = torch.randn(shape, generator=generator).mul_(0.1)
-        else:
-            fan_in = shape[1] * shape[2] * shape[3]
-            state[key] = torch.randn(shape, generator=generator).mul_((1.0 / fan_in) ** 0.5)
-    return state
-
-
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> dict:
     """CSAIL's two teacher files (bare state dicts) and DiCNet's student as DataParallel saved it."""
     folder = tmp_path_factory.mktemp("dicnet")
-    states = {"encoder": _random(list(_official_resnet("", 50)), 0), "decoder": _random(official_decoder(), 1),
-              "student": _random(official_student(), 2)}
+    states = {"encoder": random_state(_official_resnet("", 50), 0), "decoder": random_state(official_decoder(), 1),
+              "student": random_state(official_student(), 2)}
     teacher = folder / "pretrained"
     teacher.mkdir()
     torch.save(states["encoder"], teacher / "encoder_epoch_40.pth")
@@ -236,7 +206,7 @@ def test_wrong_files_are_refused_in_one_line(published, tmp_path):
 
     encoder, decoder = published["teacher"] / "encoder_epoch_40.pth", published["teacher"] / "decoder_epoch_40.pth"
     ade = tmp_path / "ade_decoder.pth"
-    torch.save(_random(official_decoder(150), 3), ade)
+    torch.save(random_state(official_decoder(150), 3), ade)
     refusal(SegmenterError, f"{encoder},{ade}", "predicts 150 classes")
     refusal(CheckpointError, f"{decoder},{decoder}", "does not fit pspnet_resnet50dilated's encoder: missing key "
                                                       "'conv1.weight'")

@@ -9,29 +9,20 @@ refusal; the full load + forward runs on MobileNet only, to keep this file fast 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from published_layouts import Manifest, batch_norm, bottleneck
 
 from ood_seg_node.checkpoints import CheckpointError
 from ood_seg_node.pipeline import Pipeline
 from ood_seg_node.segmenters import TAP_NAMES, SegmenterError, build_segmenter, segmenter_names
 from ood_seg_node.segmenters.deeplabv3plus import InvertedResidual, VainFDeepLabV3Plus
 
-Manifest = Iterator[tuple[str, tuple[int, ...]]]
-
-
 # --- manifests, transcribed from the official definitions --------------------------------------------------
-
-def _bn(prefix: str, channels: int) -> Manifest:
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        yield f"{prefix}.{name}", (channels,)
-    yield f"{prefix}.num_batches_tracked", ()
-
 
 def _official_mobilenet_backbone() -> Manifest:
     """``MobileNetV2.features`` split by ``_segm_mobilenet`` into ``[:4]`` and ``[4:-1]`` (indices kept)."""
@@ -42,57 +33,52 @@ def _official_mobilenet_backbone() -> Manifest:
         return f"backbone.{'low' if index < 4 else 'high'}_level_features.{index}"
 
     yield f"{where(0)}.0.weight", (32, 3, 3, 3)  # ConvBNReLU(3, 32, stride=2)
-    yield from _bn(f"{where(0)}.1", 32)
+    yield from batch_norm(f"{where(0)}.1", 32)
     index, cin = 1, 32
     for t, c, n, _ in table:
         for _ in range(n):
             hidden, conv, j = cin * t, f"{where(index)}.conv", 0
             if t != 1:  # pw expansion
                 yield f"{conv}.0.0.weight", (hidden, cin, 1, 1)
-                yield from _bn(f"{conv}.0.1", hidden)
+                yield from batch_norm(f"{conv}.0.1", hidden)
                 j = 1
             yield f"{conv}.{j}.0.weight", (hidden, 1, 3, 3)  # depthwise
-            yield from _bn(f"{conv}.{j}.1", hidden)
+            yield from batch_norm(f"{conv}.{j}.1", hidden)
             yield f"{conv}.{j + 1}.weight", (c, hidden, 1, 1)  # pw-linear
-            yield from _bn(f"{conv}.{j + 2}", c)
+            yield from batch_norm(f"{conv}.{j + 2}", c)
             index, cin = index + 1, c
 
 
 def _official_resnet101_backbone() -> Manifest:
     """torchvision-style ResNet-101 up to ``layer4`` (``IntermediateLayerGetter`` drops avgpool and fc)."""
     yield "backbone.conv1.weight", (64, 3, 7, 7)
-    yield from _bn("backbone.bn1", 64)
+    yield from batch_norm("backbone.bn1", 64)
     inplanes = 64
     for layer, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 23, 3)), start=1):
         for block in range(blocks):
             prefix = f"backbone.layer{layer}.{block}"
-            yield f"{prefix}.conv1.weight", (planes, inplanes, 1, 1)
-            yield from _bn(f"{prefix}.bn1", planes)
-            yield f"{prefix}.conv2.weight", (planes, planes, 3, 3)
-            yield from _bn(f"{prefix}.bn2", planes)
-            yield f"{prefix}.conv3.weight", (planes * 4, planes, 1, 1)
-            yield from _bn(f"{prefix}.bn3", planes * 4)
+            yield from bottleneck(prefix, inplanes, planes)
             if block == 0:
                 yield f"{prefix}.downsample.0.weight", (planes * 4, inplanes, 1, 1)
-                yield from _bn(f"{prefix}.downsample.1", planes * 4)
+                yield from batch_norm(f"{prefix}.downsample.1", planes * 4)
             inplanes = planes * 4
 
 
 def _official_head(high: int, low: int) -> Manifest:
     """``DeepLabHeadV3Plus(high, low, 19, [6, 12, 18])``."""
     yield "classifier.project.0.weight", (48, low, 1, 1)
-    yield from _bn("classifier.project.1", 48)
+    yield from batch_norm("classifier.project.1", 48)
     yield "classifier.aspp.convs.0.0.weight", (256, high, 1, 1)
-    yield from _bn("classifier.aspp.convs.0.1", 256)
+    yield from batch_norm("classifier.aspp.convs.0.1", 256)
     for branch in (1, 2, 3):  # ASPPConv
         yield f"classifier.aspp.convs.{branch}.0.weight", (256, high, 3, 3)
-        yield from _bn(f"classifier.aspp.convs.{branch}.1", 256)
+        yield from batch_norm(f"classifier.aspp.convs.{branch}.1", 256)
     yield "classifier.aspp.convs.4.1.weight", (256, high, 1, 1)  # ASPPPooling: 0 is the pool
-    yield from _bn("classifier.aspp.convs.4.2", 256)
+    yield from batch_norm("classifier.aspp.convs.4.2", 256)
     yield "classifier.aspp.project.0.weight", (256, 1280, 1, 1)
-    yield from _bn("classifier.aspp.project.1", 256)
+    yield from batch_norm("classifier.aspp.project.1", 256)
     yield "classifier.classifier.0.weight", (256, 304, 3, 3)
-    yield from _bn("classifier.classifier.1", 256)
+    yield from batch_norm("classifier.classifier.1", 256)
     yield "classifier.classifier.3.weight", (19, 256, 1, 1)
     yield "classifier.classifier.3.bias", (19,)
 

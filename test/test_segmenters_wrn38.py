@@ -10,28 +10,21 @@ in turn, so the test's disk and memory hold one copy at a time besides the share
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from published_layouts import Manifest, batch_norm, random_state
 
 from ood_seg_node.checkpoints import CheckpointError, load_strict
 from ood_seg_node.segmenters import TAP_NAMES, SegmenterError, build_segmenter, segmenter_names
 from ood_seg_node.segmenters.wrn38 import DeepWV3Plus
 
-Manifest = Iterator[tuple[str, tuple[int, ...]]]
 NAME = "deeplabv3plus_wrn38"
 
 
 # --- the manifest, transcribed from the official definitions ---------------------------------------------------
-
-def _bn(prefix: str, channels: int) -> Manifest:
-    for name in ("weight", "bias", "running_mean", "running_var"):
-        yield f"{prefix}.{name}", (channels,)
-    yield f"{prefix}.num_batches_tracked", ()
-
 
 def _official_trunk() -> Manifest:
     """``wider_resnet38_a2(classes=1000, dilation=True)``'s ``mod1`` ... ``mod7`` (``bn_out``/``classifier`` unused)."""
@@ -42,16 +35,16 @@ def _official_trunk() -> Manifest:
         widths = channels[mod_id]
         for block_id in range(blocks):
             prefix = f"mod{mod_id + 2}.block{block_id + 1}"
-            yield from _bn(f"{prefix}.bn1.0", cin)  # bnrelu = Sequential(Norm2d, ReLU)
+            yield from batch_norm(f"{prefix}.bn1.0", cin)  # bnrelu = Sequential(Norm2d, ReLU)
             if len(widths) == 2:
                 yield f"{prefix}.convs.conv1.weight", (widths[0], cin, 3, 3)
-                yield from _bn(f"{prefix}.convs.bn2.0", widths[0])
+                yield from batch_norm(f"{prefix}.convs.bn2.0", widths[0])
                 yield f"{prefix}.convs.conv2.weight", (widths[1], widths[0], 3, 3)
             else:
                 yield f"{prefix}.convs.conv1.weight", (widths[0], cin, 1, 1)
-                yield from _bn(f"{prefix}.convs.bn2.0", widths[0])
+                yield from batch_norm(f"{prefix}.convs.bn2.0", widths[0])
                 yield f"{prefix}.convs.conv2.weight", (widths[1], widths[0], 3, 3)
-                yield from _bn(f"{prefix}.convs.bn3.0", widths[1])
+                yield from batch_norm(f"{prefix}.convs.bn3.0", widths[1])
                 yield f"{prefix}.convs.conv3.weight", (widths[2], widths[1], 1, 1)
             stride = 2 if block_id == 0 and mod_id == 2 else 1
             if stride != 1 or cin != widths[-1]:
@@ -62,12 +55,12 @@ def _official_trunk() -> Manifest:
 def _official_aspp(prefix: str) -> Manifest:
     """``_AtrousSpatialPyramidPoolingModule(4096, 256, output_stride=8)``: 1x1, three 3x3 branches, image pooling."""
     yield f"{prefix}.features.0.0.weight", (256, 4096, 1, 1)
-    yield from _bn(f"{prefix}.features.0.1", 256)
+    yield from batch_norm(f"{prefix}.features.0.1", 256)
     for branch in (1, 2, 3):
         yield f"{prefix}.features.{branch}.0.weight", (256, 4096, 3, 3)
-        yield from _bn(f"{prefix}.features.{branch}.1", 256)
+        yield from batch_norm(f"{prefix}.features.{branch}.1", 256)
     yield f"{prefix}.img_conv.0.weight", (256, 4096, 1, 1)
-    yield from _bn(f"{prefix}.img_conv.1", 256)
+    yield from batch_norm(f"{prefix}.img_conv.1", 256)
 
 
 def _official_decoder() -> Manifest:
@@ -76,9 +69,9 @@ def _official_decoder() -> Manifest:
     yield "bot_fine.weight", (48, 128, 1, 1)
     yield "bot_aspp.weight", (256, 1280, 1, 1)
     yield "final.0.weight", (256, 304, 3, 3)
-    yield from _bn("final.1", 256)
+    yield from batch_norm("final.1", 256)
     yield "final.3.weight", (256, 256, 3, 3)
-    yield from _bn("final.4", 256)
+    yield from batch_norm("final.4", 256)
     yield "final.6.weight", (19, 256, 1, 1)
 
 
@@ -117,27 +110,10 @@ def test_strides_dilations_and_rates_follow_the_official_output_stride_8():
 
 # --- the published layouts -------------------------------------------------------------------------------------
 
-def _random_state() -> dict[str, torch.Tensor]:
-    """Weights drawn from the manifest alone: He-scaled convs, batch norms that are not identities."""
-    generator = torch.Generator().manual_seed(0)
-    state = {}
-    for key, shape in official_manifest():
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.tensor(1000)
-        elif key.endswith(("running_var", "bn1.0.weight")) or (key.endswith(".weight") and len(shape) == 1):
-            state[key] = torch.rand(shape, generator=generator).add_(0.5)
-        elif len(shape) == 1:  # bias, running_mean
-            state[key] = torch.randn(shape, generator=generator).mul_(0.1)
-        else:
-            fan_in = shape[1] * shape[2] * shape[3]
-            state[key] = torch.randn(shape, generator=generator).mul_((1.0 / fan_in) ** 0.5)
-    return state
-
-
 @pytest.fixture(scope="module")
 def published(tmp_path_factory) -> tuple[Path, dict[str, torch.Tensor], DeepWV3Plus]:
     """NVIDIA's layout (``{'state_dict': {'module.…'}, ...}``, as ``train.py`` saves it), built once."""
-    state = _random_state()
+    state = random_state(official_manifest(), positive=("bn1.0.weight",))
     path = tmp_path_factory.mktemp("wrn38") / "cityscapes_best.pth"
     torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 175, "mean_iu": 0.86,
                 "command": "python train.py --arch network.deepv3.DeepWV3Plus"}, path)
