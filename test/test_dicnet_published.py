@@ -242,3 +242,22 @@ def test_streethazards_evaluation_reports_miou_in_the_segmenters_classes(publish
     assert "miou" not in evaluate_frames(lambda: dataset, [PipelineScorer(cityscapes)], kind="anomaly").results()["msp"]
     colours = pipeline.segmenter.label_space.colorize(np.array([[7, 12, 255]], dtype=np.uint8))
     assert colours.tolist() == [[[128, 64, 128], [220, 220, 0], [0, 0, 0]]]
+
+
+def test_published_teacher_and_student_export_as_one_onnx_graph(published, tmp_path):
+    """PSPNet teacher + DiCNet student + the official score order in one graph, checked by the exporter."""
+    from ood_seg_node.deploy import export_onnx
+
+    pipeline = Pipeline.from_names(segmenter=NAME, segmenter_checkpoint=str(published["teacher"]), head="dicnet",
+                                   head_checkpoint=str(published["student_file"]), score_resolution="input",
+                                   device="cpu")
+    path = export_onnx(pipeline.segmenter, pipeline.heads, ["dicnet"], (64, 96), tmp_path / "dicnet.onnx",
+                       score_resolution="input")
+    import onnxruntime
+
+    rgb = np.random.default_rng(3).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    labels, score = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(
+        None, {"rgb": rgb[None]})
+    expected = pipeline.process(rgb)
+    np.testing.assert_allclose(score[0], expected.score, atol=1e-4)  # per-frame min-max in the graph too
+    assert score.max() == pytest.approx(1.0) and (labels[0] == expected.labels).mean() >= 0.999

@@ -222,3 +222,12 @@ def test_a_missing_transformers_is_one_line(monkeypatch, tmp_path):
     with pytest.raises(SegmenterError) as error:
         build_segmenter("segformer", str(tmp_path))
     assert str(error.value) == "segmenter segformer needs the transformers package: pip install transformers"
+
+
+def test_exports_to_onnx_with_its_own_normalisation(segformer, tmp_path):
+    """The Mix Transformer and its decode head in one ONNX graph, checked against PyTorch by the exporter."""
+    from ood_seg_node.deploy import export_onnx
+    from ood_seg_node.heads import build_head
+
+    path = export_onnx(segformer, [build_head("energy", segformer)], ["energy"], (64, 128), tmp_path / "s.onnx")
+    assert path.stat().st_size > 0  # export_onnx refuses (and deletes) a graph that differs from PyTorch
