@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ood_seg_node.datasets import SyntheticDataset
-from ood_seg_node.pipeline import Pipeline
+from ood_seg_node.pipeline import Pipeline, parse_size
 
 
 def _median_ms(pipeline: Pipeline, frame: np.ndarray, repeats: int) -> float:
@@ -69,7 +69,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as cache:
         for text in args.sizes.split(","):
-            size = tuple(int(v) for v in text.lower().split("x"))
+            size = parse_size(text, what="each of --sizes")
             frame = SyntheticDataset(seed=5, frames=1, height=size[0], width=size[1])[0].image
             reference = None
             for label, options in _variants(cache).items():

@@ -51,7 +51,7 @@ from tqdm import tqdm
 
 from ood_seg_node.cityscapes import CLASS_NAMES
 from ood_seg_node.layers import IMAGENET_MEAN, IMAGENET_STD
-from ood_seg_node.pipeline import Pipeline
+from ood_seg_node.pipeline import Pipeline, parse_size
 from ood_seg_node.segmenters import build_segmenter
 from ood_seg_node.segmenters.deeplabv3plus import VainFDeepLabV3Plus
 from ood_seg_node.segmenters.wrn38 import DeepWV3Plus
@@ -189,11 +189,6 @@ def table(results: list[dict]) -> str:
             lines.append(f"{r['segmenter']}: no frozen copy was kept (tracing failed or it differed from eager "
                          "beyond fastpath.TOLERANCE); its optimised path ran eagerly, channels-last")
     return "\n".join(lines)
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, _, width = text.partition("x")
-    return int(height), int(width)
 
 
 def main() -> None:

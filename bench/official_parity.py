@@ -57,7 +57,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ood_seg_node.pipeline import Pipeline
+from ood_seg_node.pipeline import Pipeline, parse_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # all three official codes normalise with these (DiCNet's
 IMAGENET_STD = (0.229, 0.224, 0.225)  # img_transform, RPL's config.image_mean/std, ObsNet's CityScapes args)
@@ -471,11 +471,6 @@ def run_obsnet(root: Path, rgb: np.ndarray, work: Path, seed: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------ main
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    height, _, width = text.lower().partition("x")
-    return int(height), int(width)
 
 
 def main(argv: list[str] | None = None) -> int:

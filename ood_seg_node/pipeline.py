@@ -29,6 +29,18 @@ from ood_seg_node.segmenters import Segmenter, SegmenterOutput, build_segmenter,
 SCORE_RESOLUTIONS = ("native", "input")
 
 
+def parse_size(text: str, *, minimum: int = 1, what: str = "size") -> tuple[int, int]:
+    """``"512x1024"`` -> (512, 1024), i.e. (H, W); one line naming ``what`` otherwise.
+
+    Raises:
+        ValueError: not ``HxW`` with two integers >= ``minimum``.
+    """
+    height, sep, width = text.strip().lower().partition("x")
+    if not (sep and height.isdigit() and width.isdigit() and min(int(height), int(width)) >= minimum):
+        raise ValueError(f"{what} must be HxW with both sides >= {minimum} (e.g. 512x1024), got {text!r}")
+    return int(height), int(width)
+
+
 class PipelineError(RuntimeError):
     """A frame cannot be processed (bad image, non-finite scores); the caller skips that frame."""
 
@@ -244,13 +256,13 @@ class Pipeline:
         primary = full_scores[self.names[0]]
         threshold = self.effective_threshold
         mask = primary >= threshold
-        native = scores[self.names[0]].cpu().numpy()
+        native_scores = {name: score.cpu().numpy() for name, score in scores.items()}
+        native = native_scores[self.names[0]]
         scale = (height / native.shape[0], width / native.shape[1])
         obstacles = find_obstacles(native >= threshold, native, self.min_obstacle_area, scale)
         done = time.perf_counter()
         timings["postprocess"] = (done - post_started) * 1e3
         timings["total"] = (done - started) * 1e3
-        native_scores = {name: score.cpu().numpy() for name, score in scores.items()}
         return FrameResult(labels_np, primary, mask, obstacles, threshold, full_scores, native_scores, timings)
 
 

@@ -18,22 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", default="", help="also write all figures to this JSON file")
 
 
-def _sizes(text: str) -> list[tuple[int, int]]:
-    try:
-        return [tuple(int(v) for v in item.lower().split("x")) for item in text.split(",")]  # type: ignore[misc]
-    except ValueError:
-        raise ValueError(f"--sizes must look like 512x1024,1024x2048, got {text!r}") from None
-
-
 def run(args: argparse.Namespace) -> int:
     import torch
 
     from ood_seg_node import benchmarks
+    from ood_seg_node.pipeline import parse_size
     from ood_seg_node.segmenters import build_segmenter
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    sizes = _sizes(args.sizes)
+    sizes = [parse_size(item, what="each of --sizes") for item in args.sizes.split(",")]
     segmenter = build_segmenter(args.segmenter, args.segmenter_checkpoint)
     figures: dict = {"segmenter": segmenter.identity, "threads": torch.get_num_threads(), "device": "cpu"}
     print(f"ood_seg bench: segmenter {segmenter.identity}, {torch.get_num_threads()} CPU threads, "

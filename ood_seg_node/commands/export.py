@@ -27,25 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="the .onnx file to write")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """``512x1024`` -> (512, 1024); one clear error otherwise."""
-    height, sep, width = text.lower().partition("x")
-    try:
-        size = (int(height), int(width))
-    except ValueError:
-        size = (0, 0)
-    if not sep or min(size) < 32:
-        raise ValueError(f"--size must be HxW with both sides >= 32, got {text!r}")
-    return size
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from ood_seg_node.datasets import SyntheticDataset
     from ood_seg_node.deploy import OnnxRuntimeRunner, export_onnx, output_names
     from ood_seg_node.heads import build_head
-    from ood_seg_node.pipeline import Pipeline
+    from ood_seg_node.pipeline import Pipeline, parse_size
     from ood_seg_node.segmenters import build_segmenter
 
     segmenter = build_segmenter(args.segmenter, args.segmenter_checkpoint)
@@ -58,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"each head once per graph, got {names}")
     pipeline = Pipeline(segmenter, heads, names=names, device="cpu", score_resolution=args.score_resolution)
     if args.size:
-        size = parse_size(args.size)
+        size = parse_size(args.size, minimum=32, what="--size")
     elif pipeline.inference_size:
         size = tuple(pipeline.inference_size)
     else:

@@ -13,7 +13,7 @@ from pathlib import Path
 from ood_seg_node.deploy import BACKENDS
 from ood_seg_node.encodings import DEFAULT_MAX_INPUT_PIXELS
 from ood_seg_node.heads import head_names
-from ood_seg_node.pipeline import SCORE_RESOLUTIONS, Pipeline, resolve_device
+from ood_seg_node.pipeline import SCORE_RESOLUTIONS, Pipeline, parse_size, resolve_device
 from ood_seg_node.ros.runtime import one_line
 from ood_seg_node.segmenters import segmenter_names
 
@@ -105,7 +105,7 @@ def check_config(config: NodeConfig) -> None:
         ("score_resolution", config.score_resolution in SCORE_RESOLUTIONS, ", ".join(SCORE_RESOLUTIONS)),
         ("backend", config.backend in BACKENDS, ", ".join(BACKENDS)),
         ("fp16", not config.fp16 or config.backend == "onnxruntime", "false unless backend is onnxruntime"),
-        ("warmup_size", not config.warmup_size or _size(config.warmup_size) is not None, "empty or HxW, e.g. 720x1280"),
+        ("warmup_size", not config.warmup_size or _is_size(config.warmup_size), "empty or HxW, e.g. 720x1280"),
         ("threshold", not math.isinf(config.threshold), "a finite number or NaN"),
         ("min_obstacle_area", config.min_obstacle_area >= 1, "an integer >= 1"),
         ("max_input_pixels", config.max_input_pixels >= 1, "an integer >= 1"),
@@ -123,11 +123,12 @@ def check_config(config: NodeConfig) -> None:
             raise ConfigError(f"invalid {name} {getattr(config, name)!r}; valid: {valid}")
 
 
-def _size(text: str) -> tuple[int, int] | None:
-    height, sep, width = text.lower().partition("x")
-    if not (sep and height.isdigit() and width.isdigit() and int(height) > 0 and int(width) > 0):
-        return None
-    return int(height), int(width)
+def _is_size(text: str) -> bool:
+    try:
+        parse_size(text)
+    except ValueError:
+        return False
+    return True
 
 
 def build_pipeline(config: NodeConfig) -> Pipeline:
@@ -146,7 +147,7 @@ def build_pipeline(config: NodeConfig) -> Pipeline:
             fp16=config.fp16,
             cache_dir=config.engine_cache_dir,
         )
-        size = _size(config.warmup_size) if config.warmup_size else pipeline.inference_size
+        size = parse_size(config.warmup_size, what="warmup_size") if config.warmup_size else pipeline.inference_size
         if size:
             pipeline.warm_up(size)
         return pipeline
