@@ -206,10 +206,6 @@ def providers(device: torch.device, *, fp16: bool, cache_dir: Path) -> list:
     return [*chosen, "CPUExecutionProvider"]
 
 
-def _as_tuple(provider: str | tuple) -> tuple:
-    return provider if isinstance(provider, tuple) else (provider,)
-
-
 class OnnxRuntimeRunner:
     """Runs the pipeline's segmenter and heads through ONNX Runtime, one session per input size.
 
@@ -228,6 +224,7 @@ class OnnxRuntimeRunner:
         self.score_resolution = score_resolution
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.providers = providers(device, fp16=fp16, cache_dir=self.cache_dir)
+        self._tensorrt = any(isinstance(p, tuple) and p[0] == "TensorrtExecutionProvider" for p in self.providers)
         self._sessions: dict[tuple[int, int], object] = {}
 
     def session(self, size: tuple[int, int]):
@@ -252,7 +249,7 @@ class OnnxRuntimeRunner:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = torch.get_num_threads()
-        if any(name == "TensorrtExecutionProvider" for name, *_ in map(_as_tuple, self.providers)):
+        if self._tensorrt:
             log.warning("building the TensorRT engine for %dx%d inputs (first run of this size; cached after)", *size)
         self._sessions[tuple(size)] = ort.InferenceSession(str(path), options, providers=self.providers)
 

@@ -41,7 +41,7 @@ class FastPath(nn.Module):
         self._network = (network,)  # a tuple hides it from nn.Module registration: its owner registers it
         self.enabled = enabled
         self._frozen: dict[tuple[tuple[int, ...], ...], torch.jit.ScriptModule | None] = {}
-        self._parameters_counted: int | None = None
+        self._small_enough = sum(p.numel() for p in network.parameters()) <= MAX_FROZEN_PARAMETERS
 
     @property
     def network(self) -> nn.Module:
@@ -76,12 +76,7 @@ class FastPath(nn.Module):
 
     def _applies(self, inputs: tuple[torch.Tensor, ...]) -> bool:
         return (self.enabled and not self.network.training and not torch.is_grad_enabled()
-                and all(t.device.type == "cpu" and t.dim() == 4 for t in inputs) and self._small_enough())
-
-    def _small_enough(self) -> bool:
-        if self._parameters_counted is None:
-            self._parameters_counted = sum(p.numel() for p in self.network.parameters())
-        return self._parameters_counted <= MAX_FROZEN_PARAMETERS
+                and all(t.device.type == "cpu" and t.dim() == 4 for t in inputs) and self._small_enough)
 
     def _freeze(self, inputs: tuple[torch.Tensor, ...]) -> torch.jit.ScriptModule | None:
         try:

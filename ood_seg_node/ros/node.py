@@ -435,20 +435,19 @@ class OODSegNode(LifecycleNode):
             )))
         building = publishing = 0.0
         for publisher, build in senders:  # each is published as soon as it is built
-            started = time.monotonic()
+            begun = time.monotonic()
             message = build()
             built = time.monotonic()
             publisher.publish(message)
-            building, publishing = building + built - started, publishing + time.monotonic() - built
-        received, inferred = item.marks[0], item.marks[-1]
-        published = time.monotonic()
-        latency_ms = (published - received) * 1e3
-        marks = (*item.marks, inferred + building, inferred + building + publishing)
+            building, publishing = building + built - begun, publishing + time.monotonic() - built
+        received, started, decoded, inferred = item.marks
+        latency_ms = (time.monotonic() - received) * 1e3
+        seconds = (started - received, decoded - started, inferred - decoded, building, publishing)
         with self._stats.lock:
             self._stats.frames_processed += 1
             self._stats.latencies_ms.append(latency_ms)
-            for stage, begin, end in zip(STAGES, marks, marks[1:]):
-                self._stats.stages_ms[stage].append((end - begin) * 1e3)
+            for stage, duration in zip(STAGES, seconds, strict=True):
+                self._stats.stages_ms[stage].append(duration * 1e3)
         if not self._first_frame_logged:
             self._first_frame_logged = True
             self.get_logger().info(
