@@ -55,6 +55,7 @@ from ood_seg_node.encodings import (
     decode_image,
     image_to_array,
 )
+from ood_seg_node.label_spaces import CITYSCAPES
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ class BagFrame:
     frame_id: str
     index: int = 0
     name: str = ""
-    label_space: str = "cityscapes"
+    label_space: str = CITYSCAPES.name
 
     def to_frame(self) -> Frame:
         """The dataset-frame view (sequence = frame_id, name = recorded frame name or the stamp)."""
@@ -190,7 +191,7 @@ class BagInfo:
     frame_names: list[str] = field(default_factory=list)
     kind: str | None = None
     source: str | None = None
-    label_space: str = "cityscapes"
+    label_space: str = CITYSCAPES.name
 
 
 @lru_cache(maxsize=1)
@@ -379,7 +380,7 @@ def write_bag(
     total: int | None = None,
     kind: str | None = None,
     source: str | None = None,
-    label_space: str = "cityscapes",
+    label_space: str = CITYSCAPES.name,
     overwrite: bool = False,
     compress: bool = False,
 ) -> BagSummary:
@@ -523,7 +524,7 @@ def bag_info(path: str | Path) -> BagInfo:
             frame_names=[str(n) for n in names] if isinstance(names, list) else [],
             kind=custom.get(f"{_CUSTOM_PREFIX}kind"),
             source=custom.get(f"{_CUSTOM_PREFIX}source"),
-            label_space=custom.get(f"{_CUSTOM_PREFIX}label_space", "cityscapes"),
+            label_space=custom.get(f"{_CUSTOM_PREFIX}label_space", CITYSCAPES.name),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise BagError(f"{path / 'metadata.yaml'} is malformed: {error!r}") from None
@@ -652,7 +653,7 @@ def read_bag(
     """
     path = Path(path)
     names: list[str] = []
-    label_space = "cityscapes"
+    label_space = CITYSCAPES.name
     if path.is_dir():
         info = bag_info(path)
         names, label_space = info.frame_names, info.label_space

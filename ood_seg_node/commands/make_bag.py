@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         total=total,
         kind=dataset.kind,
         source=args.dataset,
-        label_space=getattr(dataset, "label_space", "cityscapes"),
+        label_space=dataset.label_space,
         overwrite=args.overwrite,
         compress=args.compress,
     )

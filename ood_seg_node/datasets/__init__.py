@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
 
 from ood_seg_node.datasets.base import DatasetError, Frame
+from ood_seg_node.label_spaces import CITYSCAPES
 from ood_seg_node.registry import Registry
 
 __all__ = [
@@ -81,7 +82,7 @@ class SyntheticDataset:
 
     kind: str = "obstacle"
     has_semantic: bool = True
-    label_space: str = "cityscapes"
+    label_space: str = CITYSCAPES.name
 
     def __init__(self, *, seed: int = 0, frames: int = 100, height: int = 256, width: int = 512) -> None:
         """Create the sequence (frames are rendered on access).

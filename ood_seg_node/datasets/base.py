@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ood_seg_node.label_spaces import CITYSCAPES
+
 
 class DatasetError(RuntimeError):
     """A dataset file is missing, corrupt or in the wrong layout (the message names the file)."""
@@ -32,4 +34,4 @@ class Frame:
     name: str
     sequence: str = ""
     index: int = 0
-    label_space: str = "cityscapes"
+    label_space: str = CITYSCAPES.name

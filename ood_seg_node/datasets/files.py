@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from ood_seg_node.datasets.base import DatasetError, Frame
+from ood_seg_node.label_spaces import CITYSCAPES
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ class FileDataset:
     """
 
     has_semantic: bool = False
-    label_space: str = "cityscapes"
+    label_space: str = CITYSCAPES.name
 
     def __init__(
         self,
