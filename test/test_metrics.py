@@ -257,7 +257,7 @@ def test_memory_is_flat() -> None:
         if i == 9:
             after_10 = sizes()
     assert sizes() == after_10
-    assert metrics.nbytes() == 24 * metrics.bins
+    assert metrics.nbytes() == 25 * metrics.bins
     assert len(json.dumps(metrics.state_dict())) < 200_000  # only occupied slots are stored
 
 

@@ -184,10 +184,11 @@ class _Layout:
             return _local_slot(x, self.exp, self.jmin, self.sub)
         # x - anchor is exact: |x| < 2**(exp + 53) keeps every score a multiple of the 2**exp grid spacing.
         anchor = zone - np.int8(1)
-        jmins = np.array([self.jmin_unit, self.jmin, self.jmin_unit], dtype=np.int32)
-        offsets = np.array([self.offset_low, 0, self.offset_high], dtype=np.int64)
-        slot = _local_slot(x - anchor, self.exp, jmins[zone], self.sub)
-        slot += offsets[zone]
+        middle = zone == 1
+        slot = _local_slot(x - anchor, self.exp, np.where(middle, np.int32(self.jmin), np.int32(self.jmin_unit)),
+                           self.sub)
+        slot += np.where(middle, np.int64(0), np.where(zone == 0, np.int64(self.offset_low),
+                                                       np.int64(self.offset_high)))
         return slot
 
     def lower(self, slot: np.ndarray) -> np.ndarray:
@@ -236,12 +237,17 @@ class _Grid:
         self.bins = bins
         self.hist = np.zeros((2, bins), dtype=np.int64)  # per slot: row 0 inlier, row 1 anomaly pixels
         self.value = np.full(bins, np.nan)  # NaN empty, the slot's only score, or +inf when it holds several
+        self.mixed = np.zeros(bins, dtype=bool)  # value == +inf, compact (fast to look up per pixel)
         self.layout: _Layout | None = None  # None until the first valid pixel
         self.start: int = 0  # absolute number of the window's first slot
         self.lo: int = 0  # absolute numbers of the lowest and highest occupied slots
         self.hi: int = 0
         self.vmin: float = 0.0  # lowest and highest score seen (they alone choose the grid level)
         self.vmax: float = 0.0
+
+    def set_values(self, value: np.ndarray) -> None:
+        self.value = value
+        self.mixed = np.isinf(value)
 
     def remapped(self, layout: _Layout, start: int) -> tuple[np.ndarray, np.ndarray]:
         """Counts and value markers moved onto a coarser-or-equal layout (exact: dyadic bins nest)."""
@@ -290,7 +296,7 @@ class StreamingOODMetrics:
     labelled 255 are skipped before that check, so whatever a method writes there does not matter.
 
     Args:
-        bins: histogram slots per class (a power of two >= 4096). Memory is ``24 * bins`` bytes, 24 MiB at
+        bins: histogram slots per class (a power of two >= 4096). Memory is ``25 * bins`` bytes, 25 MiB at
             the default 2**20; fewer slots are coarser (and a little less accurate).
     """
 
@@ -335,7 +341,7 @@ class StreamingOODMetrics:
             if self._float32 and values.dtype not in (np.float32, np.float16, np.uint8, np.int8, np.int16,
                                                       np.uint16, np.bool_):
                 self._float32 = bool(np.all(values.astype(np.float32).astype(np.float64) == values))
-            self._add(values.astype(np.float64, copy=False), classes.astype(np.int64))
+            self._add(values.astype(np.float64, copy=False), classes)
         self.frames += 1
         self.pixels_ignored += int(counts[OOD_IGNORE])
 
@@ -351,18 +357,24 @@ class StreamingOODMetrics:
         # in cache-sized pieces: the slot arithmetic is a dozen passes over the values, 2.3x faster this way
         rel = np.concatenate([grid.layout.slot(values[i:i + _SLOT_CHUNK]) for i in range(0, values.size, _SLOT_CHUNK)])
         rel -= grid.start
-        first, last = int(rel.min()), int(rel.max())
-        key = (rel - first) * 2 + classes
-        grid.hist[:, first:last + 1] += np.bincount(key, minlength=2 * (last - first + 1)).reshape(-1, 2).T
-        # Track whether each bin still holds a single exact value (a true tie).
-        marker = grid.value[rel]
-        fresh = np.isnan(marker)
-        if fresh.any():
-            grid.value[rel[fresh]] = values[fresh]  # any one of them: duplicates are caught just below
-            marker[fresh] = grid.value[rel[fresh]]
-        differs = marker != values
-        if differs.any():
-            grid.value[rel[differs]] = np.inf
+        key = classes.astype(np.int64) * self.bins
+        key += rel
+        # unbuffered in-place counting: no 2 x bins temporary per frame, unlike bincount
+        np.add.at(grid.hist.reshape(-1), key, 1)
+        # Track whether each slot still holds a single exact value (a true tie). Slots already known to hold
+        # several need nothing, which after a few frames of continuous scores is nearly all of them.
+        open_ = np.flatnonzero(~grid.mixed[rel])
+        if open_.size:
+            rel, values = rel[open_], values[open_]
+            marker = grid.value[rel]
+            fresh = np.isnan(marker)
+            if fresh.any():
+                grid.value[rel[fresh]] = values[fresh]  # any one of them: duplicates are caught just below
+                marker[fresh] = grid.value[rel[fresh]]
+            differs = np.flatnonzero(marker != values)
+            if differs.size:
+                grid.value[rel[differs]] = np.inf
+                grid.mixed[rel[differs]] = True
 
     def merge(self, other: StreamingOODMetrics) -> StreamingOODMetrics:
         """Add another accumulator's counts to this one; returns self.
@@ -378,7 +390,7 @@ class StreamingOODMetrics:
             self._cover(theirs.vmin, theirs.vmax)
             mine = self._grid
             hist, value = theirs.remapped(mine.layout, mine.start)
-            mine.value = _combine_values(mine.value, value)
+            mine.set_values(_combine_values(mine.value, value))
             mine.hist += hist
         self.frames += other.frames
         self.pixels_ignored += other.pixels_ignored
@@ -413,7 +425,8 @@ class StreamingOODMetrics:
             # Centre the occupied range so that moderate growth on either side needs no further regrid.
             start = lo - (self.bins - (hi - lo + 1)) // 2
             if old is not None:
-                grid.hist, grid.value = grid.remapped(layout, start)
+                grid.hist, value = grid.remapped(layout, start)
+                grid.set_values(value)
             grid.layout, grid.start = layout, start
         grid.lo, grid.hi, grid.vmin, grid.vmax = lo, hi, vmin, vmax
 
@@ -535,7 +548,8 @@ class StreamingOODMetrics:
 
     def nbytes(self) -> int:
         """Bytes held by the internal arrays (constant for the accumulator's lifetime)."""
-        return int(self._grid.hist.nbytes + self._grid.value.nbytes)
+        grid = self._grid
+        return int(grid.hist.nbytes + grid.value.nbytes + grid.mixed.nbytes)
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self) -> dict[str, Any]:
@@ -587,6 +601,7 @@ class StreamingOODMetrics:
                 grid.hist[0, a:a + n] = _decode(state["inlier"], "<i8", n, what)
                 grid.hist[1, a:a + n] = _decode(state["anomaly"], "<i8", n, what)
                 grid.value[a:a + n] = _decode(state["values"], "<f8", n, what)
+                grid.mixed[a:a + n] = np.isinf(grid.value[a:a + n])
         except KeyError as exc:
             raise EvaluationError(f"{what}: missing key {exc}") from None
         except (TypeError, ValueError) as exc:
