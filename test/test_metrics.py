@@ -335,3 +335,35 @@ def test_confusion_matrix() -> None:
     with pytest.raises(EvaluationError, match="target class ids"):
         cm.update(np.zeros((1, 2), np.uint8), np.array([[0, 30]], np.uint8))
     assert np.isnan(ConfusionMatrix().compute()["miou"])
+
+
+@pytest.mark.parametrize("exp", [-60, -52, -30, -14, -9, -1, 0, 10, 200])
+@pytest.mark.parametrize(("sub", "octaves"), [(8, 140), (4, 28)])
+def test_slot_shortcut_equals_the_grid_definition(exp, sub, octaves):
+    """The few-pass slot formula (linear stretches, float64 bits in the octaves) against the zone-by-zone one,
+    on values crowding every region boundary: anchors, zone edges, octave edges, bin edges, +-1/2."""
+    from ood_seg_node.evaluation.metrics import _Layout
+
+    layout = _Layout(exp, sub, octaves)
+    rng = np.random.default_rng(exp + 1000 * sub)
+    radius, jmin = layout.zone_radius, layout.jmin
+    edges = np.array([0.0, 0.5, -0.5, 1.0, -1.0, radius, 2 * radius, 1 + radius, 1 - radius, 2.0 ** jmin,
+                      np.nextafter(radius, 1), np.nextafter(2.0 ** jmin, 0), np.nextafter(0.5, 0), 5e-324])
+    values = np.concatenate([
+        edges, -edges, rng.normal(0, 1, 3000) * 2.0 ** exp * 2 ** (sub + 6), rng.normal(0, 3 * radius, 2000),
+        rng.uniform(-1.2, 1.2, 3000), 1 + rng.normal(0, 2 * radius, 1000), -1 + rng.normal(0, 2 * radius, 1000),
+        rng.integers(-1000, 1000, 1000) * 2.0 ** exp, rng.integers(-5, 5, 300).astype(float),
+        np.exp2(rng.uniform(jmin - 5, exp + sub + 3, 3000)) * rng.choice([-1, 1], 3000)])
+    values = values[np.abs(values) < 2.0 ** (exp + 50)]
+    crowded = np.concatenate([1 / (1 + np.exp(-rng.normal(-9, 6, 4000))), values[:500]])  # mostly near 0
+    for x in (values, crowded):
+        assert np.array_equal(layout.slot(x), layout.exact_slot(x))
+        assert np.all(np.diff(layout.slot(np.sort(x))) >= 0)
+    # the definition itself, through the independent edge formula: lower edge <= x < next bin's lower edge,
+    # and the even (edge) slot exactly for values on their bin's lower edge (on grids this coarse, scores
+    # whose scaling to the finest bin width underflows are counted as 0: leave those out)
+    values = values[(values == 0) | (np.abs(values) * 2.0 ** (sub - jmin) >= 2.0 ** -1022)]
+    slot = layout.slot(values)
+    lower, upper = layout.lower(slot), layout.lower(((slot >> 1) + 1) << 1)
+    assert np.all(lower <= values) and np.all(values < upper)
+    assert np.array_equal(slot & 1 == 0, values == lower)

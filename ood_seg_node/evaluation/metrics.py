@@ -74,6 +74,11 @@ def _label_histogram(label: np.ndarray) -> np.ndarray:
     if label.dtype != np.uint8 and label.size and (label.min() < 0 or label.max() > 255):
         raise EvaluationError(f"OOD label values must be 0, 1 or 255, got range [{label.min()}, "
                               f"{label.max()}]")
+    counts = np.zeros(256, dtype=np.int64)
+    for value in (OOD_INLIER, OOD_ANOMALY, OOD_IGNORE):  # three byte compares beat a bincount's int64 copy
+        counts[value] = np.count_nonzero(label == value)
+    if counts.sum() == label.size:
+        return counts
     counts = np.bincount(label.ravel().astype(np.uint8, copy=False), minlength=256)
     allowed = np.zeros(256, dtype=bool)
     allowed[[OOD_INLIER, OOD_ANOMALY, OOD_IGNORE]] = True
@@ -100,32 +105,45 @@ def _decode(text: str, dtype: str, size: int, what: str) -> np.ndarray:
     return arr.astype(np.dtype(dtype).newbyteorder("="))
 
 
-def _local_slot(d: np.ndarray, exp: int, jmin: np.ndarray | int, sub: int) -> np.ndarray:
+def _local_slot(d: np.ndarray, exp: int, jmin: int, sub: int) -> np.ndarray:
     """Slot number of each value ``d`` on the zero-centred grid (exp, jmin, sub); monotone in d.
 
     Bin widths: ``2**exp`` for ``|d| >= 2**(exp + sub)``; ``2**(j - sub)`` in the octave of ``|d|`` between
     ``2**jmin`` and there; ``2**(jmin - sub)`` below ``2**jmin``. Bin 0 starts at 0; negative values mirror
     positive ones, all bins half-open ``[lower, upper)``. Bin ``i`` has two slots: ``2i`` for values exactly
     on its lower edge (0, 1, -1, integers, ... are always exact ties this way) and ``2i + 1`` for the rest.
+
+    With half-open bins on both sides the mirror is exact on slots: ``slot(-u) = -slot(u)`` (a negative
+    value on a positive edge's mirror is the lower edge of the next bin down). In the octaves the bin is
+    read off the float64 bits (exponent and the top ``sub`` mantissa bits); elsewhere it is a floor. Each
+    part is computed for every value and blended arithmetically: masked numpy operations cost several
+    plain passes each.
     """
-    mantissa, octave = np.frexp(d)  # d = mantissa * 2**exponent, 0.5 <= |mantissa| < 1
+    u = np.abs(d)
+    bits = u.view(np.int64)
+    slot = bits >> (52 - sub)  # biased exponent and top mantissa bits: the octave bin, up to a constant
+    slot -= (jmin + 1022) << sub
+    slot <<= 1
+    slot += (bits & ((1 << (52 - sub)) - 1)) != 0
+    linear = u >= math.ldexp(1.0, exp + sub)
+    if linear.any():  # width 2**exp after all the octave bins
+        slot += linear * (_floor_slot(u, math.ldexp(1.0, -exp), (exp + sub - jmin) << sub) - slot)
+    below = u < math.ldexp(1.0, jmin)
+    if below.any():  # width 2**(jmin - sub) from 0 (clipped first: the scale overflows elsewhere)
+        clipped = np.minimum(u, math.ldexp(1.0, jmin))
+        slot += below * (_floor_slot(clipped, math.ldexp(1.0, sub - jmin), 0) - slot)
     negative = d < 0
-    # Octave j with 2**j <= |d| < 2**(j+1); for negatives 2**j < |d| <= 2**(j+1), so that -2**j starts a bin.
-    octave -= 1
-    octave -= negative & (mantissa == -0.5)
-    zero = mantissa == 0
-    if zero.any():
-        octave[zero] = jmin[zero] if isinstance(jmin, np.ndarray) else jmin
-    np.maximum(octave, jmin, out=octave)
-    np.minimum(octave, exp + sub, out=octave)
-    scaled = np.ldexp(d, sub - octave)  # exact: a power-of-two scaling
+    if negative.any():
+        slot -= 2 * negative * slot
+    return slot
+
+
+def _floor_slot(u: np.ndarray, scale: float, first_bin: int) -> np.ndarray:
+    """Slots of evenly spaced bins ``first_bin + floor(u * scale)`` (scale a power of two: exact)."""
+    scaled = u * scale
     whole = np.floor(scaled)
-    offset = octave.astype(np.int64)
-    offset -= jmin
-    offset <<= sub
-    np.negative(offset, out=offset, where=negative)
     slot = whole.astype(np.int64)
-    slot += offset
+    slot += first_bin
     slot <<= 1
     slot += whole != scaled
     return slot
@@ -170,25 +188,79 @@ class _Layout:
             self.high = self._scalar(_local_slot, 0.5, jmin)
             self.offset_low = self.low - self._scalar(_local_slot, 0.5, self.jmin_unit)
             self.offset_high = self.high - self._scalar(_local_slot, -0.5, self.jmin_unit)
+        self._linear_shortcut()
 
     def _scalar(self, fn: Any, value: float, jmin: int) -> int:
         return int(fn(np.array([value]), self.exp, jmin, self.sub)[0])
 
+    def _linear_shortcut(self) -> None:
+        """Constants for :meth:`slot`'s few-pass formula outside the logarithmic zones.
+
+        Away from the anchors (0, and +-1 when anchored) every bin is ``2**exp`` wide, so a slot there is
+        ``2 * (floor(x / 2**exp) + c) + interior`` with one constant ``c`` per stretch between the anchors and
+        the zone splits at +-1/2. Each ``c`` is read off the exact slot of one point in its stretch, so the
+        shortcut agrees with :meth:`exact_slot` by construction; values within ``2**(exp + sub)`` of an
+        anchor (the logarithmic zones, edges included) still take :meth:`exact_slot`.
+        """
+        self.zone_radius = math.ldexp(1.0, self.exp + self.sub)
+        self.inverse_width = math.ldexp(1.0, -self.exp)
+        anchors = (-1.0, 0.0, 1.0) if self.anchored else (0.0,)
+        splits = sorted({*anchors, *((-0.5, 0.5) if self.anchored else ())})
+        outer = 2 * self.zone_radius
+        points = [splits[0] - outer, *((a + b) / 2 for a, b in zip(splits, splits[1:])), splits[-1] + outer]
+        bins = self.exact_slot(np.array(points)) >> 1
+        constants = (bins - np.floor(np.array(points) * self.inverse_width)).astype(np.float64)
+        self.linear_base = float(constants[0])
+        self.linear_steps = [(split, float(step)) for split, step in zip(splits, np.diff(constants)) if step]
+
     def slot(self, x: np.ndarray) -> np.ndarray:
-        """Absolute slot (int64) of each float64 score; monotone."""
+        """Absolute slot (int64) of each float64 score; monotone. Same as :meth:`exact_slot`, in fewer passes
+        when most scores lie outside the logarithmic zones (logits, energies)."""
+        distance = np.abs(x)
+        near = distance <= self.zone_radius
+        if self.anchored:
+            distance -= 1.0
+            np.abs(distance, out=distance)
+            near |= distance <= self.zone_radius
+        index = np.flatnonzero(near)
+        if 4 * index.size > x.size:  # crowded near the anchors (probabilities): the shortcut would not pay
+            return self.exact_slot(x)
+        scaled = x * self.inverse_width  # exact: a power-of-two scaling, |scaled| < 2**53 (see _finest_exp)
+        whole = np.floor(scaled)
+        interior = whole != scaled
+        whole += self.linear_base
+        for split, step in self.linear_steps:
+            whole += (x >= split) * step
+        slot = whole.astype(np.int64)
+        slot <<= 1
+        slot += interior
+        if index.size:
+            slot[index] = self.exact_slot(x[index])
+        return slot
+
+    def exact_slot(self, x: np.ndarray) -> np.ndarray:
+        """Absolute slot (int64) of each float64 score, by the grid's definition; monotone."""
         if not self.anchored:
             return _local_slot(x, self.exp, self.jmin, self.sub)
         # Zone number 0, 1, 2 for anchors -1, 0, +1 (split at -1/2 and +1/2).
         zone = (x >= -0.5).view(np.int8) + (x >= 0.5).view(np.int8)
-        if not (zone != 1).any():
+        counts = np.bincount(zone.view(np.uint8), minlength=3)
+        # the most common zone over the whole array (scalar parameters are cheaper), the others on their pixels
+        main = int(np.argmax(counts))
+        slot = self._zone_slot(x, main)
+        for other in {0, 1, 2} - {main}:
+            if counts[other]:
+                index = np.flatnonzero(zone == other)
+                slot[index] = self._zone_slot(x[index], other)
+        return slot
+
+    def _zone_slot(self, x: np.ndarray, zone: int) -> np.ndarray:
+        """Absolute slots of scores in one zone (0, 1, 2: around -1, 0, +1) of an anchored layout."""
+        if zone == 1:
             return _local_slot(x, self.exp, self.jmin, self.sub)
         # x - anchor is exact: |x| < 2**(exp + 53) keeps every score a multiple of the 2**exp grid spacing.
-        anchor = zone - np.int8(1)
-        middle = zone == 1
-        slot = _local_slot(x - anchor, self.exp, np.where(middle, np.int32(self.jmin), np.int32(self.jmin_unit)),
-                           self.sub)
-        slot += np.where(middle, np.int64(0), np.where(zone == 0, np.int64(self.offset_low),
-                                                       np.int64(self.offset_high)))
+        slot = _local_slot(x + (1.0 if zone == 0 else -1.0), self.exp, self.jmin_unit, self.sub)
+        slot += self.offset_low if zone == 0 else self.offset_high
         return slot
 
     def lower(self, slot: np.ndarray) -> np.ndarray:
