@@ -62,6 +62,8 @@ class FrameResult:
             evaluation keeps these for its second pass).
         timings_ms: ``preprocess``, ``segmenter``, ``head`` (all heads), ``head:<name>`` (each),
             ``postprocess``, ``total``.
+        logits: (C, h, w) float32 logits the labels were taken from, when the pipeline keeps them
+            (``keep_logits``, torch backend: calibration measures need them), else None.
     """
 
     labels: np.ndarray
@@ -72,6 +74,7 @@ class FrameResult:
     scores: dict[str, np.ndarray] = field(default_factory=dict)
     native_scores: dict[str, np.ndarray] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    logits: np.ndarray | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -106,6 +109,7 @@ class Pipeline:
             per input size and run by ONNX Runtime (see :mod:`ood_seg_node.deploy`).
         fp16: half-precision TensorRT engines (``onnxruntime`` on ``cuda`` only).
         cache_dir: where exported graphs and TensorRT engines are kept (default ``~/.cache/ood_seg_node``).
+        keep_logits: return each frame's logits in :attr:`FrameResult.logits` (torch backend).
     """
 
     def __init__(
@@ -123,6 +127,7 @@ class Pipeline:
         backend: str = "torch",
         fp16: bool = False,
         cache_dir: str = "",
+        keep_logits: bool = False,
     ) -> None:
         self.heads: list[Head] = [heads] if isinstance(heads, Head) else list(heads)
         if not self.heads:
@@ -154,6 +159,10 @@ class Pipeline:
         if fp16 and backend != "onnxruntime":
             raise ValueError("fp16 applies to backend onnxruntime with TensorRT (device cuda)")
         self.backend = backend
+        if keep_logits and backend != "torch":
+            raise ValueError("keep_logits needs backend torch (the exported graph returns labels and scores only)")
+        self.keep_logits = keep_logits
+        self._kept_logits: torch.Tensor | None = None
         self.runner = OnnxRuntimeRunner(self.segmenter, self.heads, self.names, score_resolution=score_resolution,
                                         device=self.device, fp16=fp16, cache_dir=cache_dir or None) \
             if backend == "onnxruntime" else None
@@ -222,6 +231,8 @@ class Pipeline:
             scores[label] = score
             timings[f"head:{label}"] = (time.perf_counter() - head_started) * 1e3
         labels = logits[0].argmax(dim=0)
+        if self.keep_logits:
+            self._kept_logits = logits[0]
         timings["head"] = (time.perf_counter() - segmented) * 1e3
         return labels, scores, timings
 
@@ -263,7 +274,9 @@ class Pipeline:
         done = time.perf_counter()
         timings["postprocess"] = (done - post_started) * 1e3
         timings["total"] = (done - started) * 1e3
-        return FrameResult(labels_np, primary, mask, obstacles, threshold, full_scores, native_scores, timings)
+        kept = self._kept_logits.float().cpu().numpy() if self.keep_logits else None
+        return FrameResult(labels_np, primary, mask, obstacles, threshold, full_scores, native_scores, timings,
+                           kept)
 
 
 def upsample_score(score: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

@@ -45,5 +45,6 @@ COMMANDS: dict[str, str] = {
     "train-segmenter": "train the builtin segmenter on the synthetic world",
     "train-head": "train an OOD head (one with a registered trainer) on the synthetic world",
     "export": "write the segmenter and its head(s) as one ONNX graph (ONNX Runtime, TensorRT, Isaac ROS)",
+    "validate": "GenVal-style validation on your own frames (shifts, OOD insertions) and a calibration.yaml",
     "bench": "print the performance ratios of the README's performance section",
 }

@@ -577,6 +577,30 @@ class StreamingOODMetrics:
         k = int(np.argmax(f1))
         return float(self._grid.layout.threshold(bins[k:k + 1], self._float32)[0]), float(f1[k])
 
+    def operating_point(self, *, tpr: float | None = None, fpr: float | None = None) -> tuple[float, float, float]:
+        """The mask threshold for a target rate, and the (TPR, FPR) that ``score >= threshold`` achieves here.
+
+        ``fpr``: the lowest threshold whose FPR stays at or below the target (the most anomalies found within
+        the false-alarm budget); ``tpr``: the highest threshold whose TPR reaches the target (the fewest false
+        alarms that find that share). Exactly one target is given.
+
+        Raises:
+            EvaluationError: no target or both, a target outside [0, 1], or a class without pixels.
+        """
+        if (tpr is None) == (fpr is None) or not 0.0 <= (tpr if fpr is None else fpr) <= 1.0:
+            raise EvaluationError(f"give one target rate in [0, 1] (tpr={tpr}, fpr={fpr})")
+        bins, pos, neg, _ = self._ranked()
+        n_pos, n_neg = int(pos.sum()), int(neg.sum())
+        if n_pos == 0 or n_neg == 0:
+            raise EvaluationError("a target rate needs both anomaly and inlier pixels")
+        rates_tpr, rates_fpr = np.cumsum(pos) / n_pos, np.cumsum(neg) / n_neg
+        if fpr is not None:
+            k = max(int(np.searchsorted(rates_fpr, fpr, side="right")) - 1, 0)
+        else:
+            k = min(int(np.searchsorted(rates_tpr, tpr, side="left")), rates_tpr.size - 1)
+        threshold = float(self._grid.layout.threshold(bins[k:k + 1], self._float32)[0])
+        return threshold, float(rates_tpr[k]), float(rates_fpr[k])
+
     def curves(self, max_points: int = 2000) -> dict[str, np.ndarray]:
         """PR and ROC curves at the histogram thresholds, subsampled for plotting.
 

@@ -37,6 +37,7 @@ class NodeConfig:
     engine_cache_dir: str = ""
     warmup_size: str = ""
     threshold: float = math.nan
+    calibrated_for: str = ""
     min_obstacle_area: int = 50
     compressed_input: bool = False
     reliable_input: bool = False
@@ -66,6 +67,8 @@ DESCRIPTIONS = {
     "warmup_size": "HxW of one frame run when the pipeline is built, so the first camera frame is not the slow "
                    "one; empty = the segmenter's fixed input size, or none for segmenters that run at the input's",
     "threshold": "anomaly-mask threshold on the score; NaN = the head's calibrated default",
+    "calibrated_for": "model identity a calibration (ood_seg validate's calibration.yaml) was fitted for; the node "
+                      "refuses to run another segmenter/head/weights with it; empty = no check",
     "min_obstacle_area": "smallest anomaly component (pixels) reported on ood/obstacles, >= 1",
     "compressed_input": "subscribe to image/compressed (sensor_msgs/CompressedImage) instead of image",
     "reliable_input": "reliable input QoS (bag replay without loss) instead of best-effort sensor data",
@@ -80,7 +83,7 @@ DESCRIPTIONS = {
     "autostart": "configure and activate at start (read once); false = wait for a lifecycle manager",
 }
 PIPELINE_KEYS = ("head", "head_checkpoint", "segmenter", "segmenter_checkpoint", "device", "score_resolution",
-                 "backend", "fp16", "engine_cache_dir", "warmup_size")
+                 "backend", "fp16", "engine_cache_dir", "warmup_size", "calibrated_for")
 """Parameters whose change rebuilds the pipeline."""
 INPUT_KEYS = ("compressed_input", "reliable_input")
 """Parameters whose change re-creates the input subscription."""
@@ -147,9 +150,18 @@ def build_pipeline(config: NodeConfig) -> Pipeline:
             fp16=config.fp16,
             cache_dir=config.engine_cache_dir,
         )
+        if config.calibrated_for:
+            from ood_seg_node.genval.calibration import calibration_identity
+
+            running = calibration_identity(pipeline)
+            if running != config.calibrated_for:
+                raise ConfigError(f"the calibration (threshold) was fitted for {config.calibrated_for} but this node "
+                                  f"runs {running}; refit it with ood_seg validate, or clear calibrated_for")
         size = parse_size(config.warmup_size, what="warmup_size") if config.warmup_size else pipeline.inference_size
         if size:
             pipeline.warm_up(size)
         return pipeline
+    except ConfigError:
+        raise
     except (ValueError, RuntimeError, OSError) as error:
         raise ConfigError(one_line(error)) from None
