@@ -1,13 +1,13 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""``ood_seg validate``: GenVal-style synthetic validation on your own frames, and a calibration for the node.
+r"""``ood_seg validate``: GenVal-style synthetic validation on your own frames, and a calibration for the node.
 
 Examples::
 
     ood_seg validate --bag my_drive --head rpl --target-fpr 0.05 --out val
     ood_seg validate --dataset synthetic --frames 30 --head energy --head msp --shifts fog,night --out val_syn
     ood_seg validate --images ~/frames --head obsnet --objects ~/cutouts --target-tpr 0.95 --out val_img
-    ood_seg validate --dataset synthetic --head energy --head msp --head maxlogit \\
-        --real lostandfound:/data/laf --out val_corr
+    ood_seg validate --dataset synthetic --head energy --head msp --head maxlogit --real lostandfound:/data/laf \
+        --out val_corr
 
 Then: ``ros2 launch ood_seg_node ood_seg.launch.py params_file:=val/calibration.yaml``.
 """
@@ -118,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
         if not 0.0 < args.horizon < 1.0:
             raise ValueError(f"--horizon must be a fraction in (0, 1), got {args.horizon}")
         ground = None  # per frame size, below
-    pipeline = Pipeline.from_names(segmenter=args.segmenter, head=args.head, segmenter_checkpoint=args.segmenter_checkpoint,
+    pipeline = Pipeline.from_names(segmenter=args.segmenter, head=args.head,
+                                   segmenter_checkpoint=args.segmenter_checkpoint,
                                    head_checkpoint=args.head_checkpoint, device=args.device, keep_logits=True)
     options = ValidationOptions(
         shifts=parse_shifts(args.shifts), severities=severities, objects_per_frame=args.insert, bank=bank,
@@ -157,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _correlate(spec: str, pipeline, result) -> dict:
-    """GenVal's headline check: do heads rank the same on the synthetic conditions and on a real set?"""
+    """GenVal's headline check: heads ranked alike on the synthetic conditions and on a real set."""
     from scipy.stats import pearsonr, spearmanr
 
     from ood_seg_node.datasets import open_dataset

@@ -214,8 +214,10 @@ class _Layout:
         self.linear_steps = [(split, float(step)) for split, step in zip(splits, np.diff(constants)) if step]
 
     def slot(self, x: np.ndarray) -> np.ndarray:
-        """Absolute slot (int64) of each float64 score; monotone. Same as :meth:`exact_slot`, in fewer passes
-        when most scores lie outside the logarithmic zones (logits, energies)."""
+        """Absolute slot (int64) of each float64 score; monotone.
+
+        Same as :meth:`exact_slot`, in fewer passes when most scores lie outside the logarithmic zones.
+        """
         distance = np.abs(x)
         near = distance <= self.zone_radius
         if self.anchored:

@@ -4,9 +4,10 @@
 Why it exists: fog needs a distance per pixel and an inserted object needs its size in pixels at the row it
 stands on. A forward-looking vehicle camera over flat ground gives both from three numbers (focal length,
 horizon row, camera height): a ground pixel at row ``v`` below the horizon lies at distance
-``f * h / (v - v_horizon)`` (small pitch), and an object of height ``H`` metres standing there spans
-``f * H / distance`` pixels. Defaults follow Cityscapes-like cameras (focal 1.1 x width, horizon near the
-middle row, 1.3 m mount), the package's synthetic camera, and are overridable per source.
+``f * h / (v - v_horizon)`` (small pitch; rows above the horizon mirror it, see ``row_depth``), and an object
+of height ``H`` metres standing there spans ``f * H / distance`` pixels. Defaults follow Cityscapes-like
+cameras (focal 1.1 x width, horizon near the middle row, 1.3 m mount); a source with a camera model (the
+synthetic world) gives its own.
 """
 
 from __future__ import annotations
@@ -54,10 +55,15 @@ class GroundCamera:
         return cls(camera.height, camera.width, float(camera.fy), float(horizon), float(camera.height_m))
 
     def row_depth(self) -> np.ndarray:
-        """(height,) float32 ground distance in metres per image row (``max_depth`` at and above the horizon)."""
-        below = np.arange(self.height, dtype=np.float64) - self.horizon
-        with np.errstate(divide="ignore"):
-            depth = np.where(below > 0, self.focal * self.mount_height / np.maximum(below, 1e-9), self.max_depth)
+        """(height,) float32 distance in metres per image row, at most ``max_depth``.
+
+        Below the horizon: the ground's distance. Above it the scene is taken as a corridor mirrored about the
+        horizon (buildings and trees beside the road rise as far above it as the ground falls below), so a row
+        ``k`` pixels above the horizon is as far as the ground ``k`` pixels below: far near the horizon, near
+        at the top of the image, instead of the whole upper half at infinity.
+        """
+        offset = np.abs(np.arange(self.height, dtype=np.float64) - self.horizon)
+        depth = self.focal * self.mount_height / np.maximum(offset, 1e-9)
         return np.minimum(depth, self.max_depth).astype(np.float32)
 
     def depth_map(self) -> np.ndarray:

@@ -1,6 +1,9 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""``ood_seg validate``'s outputs: report.json / report.csv, metric-vs-severity plots, the reliability diagram
-and a contact sheet of the generated conditions (matplotlib with the Agg backend, imported on use)."""
+"""``ood_seg validate``'s outputs: report files, plots and a contact sheet of the generated conditions.
+
+report.json / report.csv, metric-vs-severity plots and the reliability diagram (matplotlib with the Agg
+backend, imported on use).
+"""
 
 from __future__ import annotations
 

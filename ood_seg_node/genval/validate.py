@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import cv2
@@ -32,8 +31,13 @@ from tqdm import tqdm
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.evaluation import EvaluationError, StreamingOODMetrics
 from ood_seg_node.evaluation.accumulator import Accumulator
-from ood_seg_node.genval.calibration import (CalibrationSample, RateCounter, fit_temperature, reliability,
-                                             resample_nearest)
+from ood_seg_node.genval.calibration import (
+    CalibrationSample,
+    RateCounter,
+    fit_temperature,
+    reliability,
+    resample_nearest,
+)
 from ood_seg_node.genval.geometry import GroundCamera
 from ood_seg_node.genval.insertion import ObjectBank, insert_objects
 from ood_seg_node.genval.shifts import apply_shift
@@ -162,7 +166,6 @@ def run_validation(frames: Callable[[], Iterable[Frame]], pipeline, options: Val
     fit_sample = CalibrationSample(seed=options.seed)
     held_samples: dict[str, CalibrationSample] = {}
     held_rates: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
-    held_out: list[tuple[str, dict[str, np.ndarray], np.ndarray]] = []  # (condition, native scores, native gt)
     started = time.perf_counter()
     for condition in conditions:
         accumulator = Accumulator(options.kind, {name: None for name in pipeline.names},
