@@ -37,8 +37,9 @@ setup(
     extras_require={
         "segformer": ["transformers"],
         "onnx": ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
+        "genval": ["albumentations>=2.0"],
         "test": ["pytest", "scikit-learn", "ruff", "mcap", "colcon-common-extensions", "transformers",
-                 "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
+                 "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20", "albumentations>=2.0"],
     },
     entry_points={
         "console_scripts": [

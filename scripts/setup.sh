@@ -16,6 +16,7 @@ python -m pip install -q \
   ros-rclpy ros-rmw-fastrtps-cpp ros-sensor-msgs ros-visualization-msgs ros-std-msgs \
   ros-diagnostic-msgs ros-geometry-msgs
 # .[segformer] = transformers (optional segformer segmenter), .[onnx] = onnx, onnxscript, onnxruntime
-# (ood_seg export, backend onnxruntime); neither touches torch
-python -m pip install -q -e ".[test,segformer,onnx]"
+# (ood_seg export, backend onnxruntime), .[genval] = albumentations (ood_seg validate's weather effects);
+# none touches torch
+python -m pip install -q -e ".[test,segformer,onnx,genval]"
 echo "setup done: $(python -c 'import torch, rclpy, rosbags; print("torch", torch.__version__, "| rclpy ok | rosbags ok")')"
