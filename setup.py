@@ -38,8 +38,10 @@ setup(
         "segformer": ["transformers"],
         "onnx": ["onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20"],
         "genval": ["albumentations>=2.0"],
+        "inpaint": ["diffusers"],
         "test": ["pytest", "scikit-learn", "ruff", "mcap", "colcon-common-extensions", "transformers",
-                 "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20", "albumentations>=2.0"],
+                 "onnx>=1.17", "onnxscript>=0.3", "onnxruntime>=1.20", "albumentations>=2.0",
+                 "diffusers"],
     },
     entry_points={
         "console_scripts": [

@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     generate.add_argument("--insert", type=int, default=2, metavar="N",
                           help="OOD objects inserted per frame, 0 = none (default: %(default)s)")
     generate.add_argument("--objects", metavar="DIR", help="RGBA cut-outs (png) added to the procedural objects")
+    generate.add_argument("--inpaint-model", metavar="DIR",
+                          help="insert objects by Stable Diffusion inpainting from this local diffusers folder "
+                               "instead of pasting (GPU when available; nothing is downloaded)")
+    generate.add_argument("--inpaint-steps", type=int, default=25, help="denoising steps per object (default 25)")
+    generate.add_argument("--inpaint-size", type=int, default=512,
+                          help="square crop side the inpainting model sees, a multiple of 8 (default 512)")
     generate.add_argument("--horizon", type=float, default=None, metavar="FRACTION",
                           help="horizon row as a fraction of the image height, for the flat-ground prior "
                                "(default: the source's camera, else 0.47)")
@@ -113,6 +119,12 @@ def run(args: argparse.Namespace) -> int:
     bank = ObjectBank.procedural(seed=args.seed or 0)
     if args.objects:
         bank = bank.combined(ObjectBank.from_folder(args.objects, seed=args.seed or 0))
+    inserter = None
+    if args.inpaint_model:
+        from ood_seg_node.genval.inpaint import DiffusionInpainter
+
+        inserter = DiffusionInpainter(args.inpaint_model, device=args.device, steps=args.inpaint_steps,
+                                      size=args.inpaint_size)
     ground = GroundCamera.from_camera_model(camera) if camera is not None else None
     if args.horizon is not None:
         if not 0.0 < args.horizon < 1.0:
@@ -125,13 +137,14 @@ def run(args: argparse.Namespace) -> int:
         shifts=parse_shifts(args.shifts), severities=severities, objects_per_frame=args.insert, bank=bank,
         seed=args.seed or 0, holdout_every=args.holdout_every, target_tpr=args.target_tpr,
         target_fpr=args.target_fpr if args.target_tpr is not None or args.target_fpr is not None else 0.05,
-        camera=ground, horizon_fraction=args.horizon,
+        camera=ground, horizon_fraction=args.horizon, inserter=inserter,
     )
     result = run_validation(frames, pipeline, options, total=total)
     meta = {"source": args.bag or args.images or args.dataset, "frames": total, "segmenter": args.segmenter,
             "segmenter_checkpoint": args.segmenter_checkpoint, "heads": pipeline.names,
             "calibrated_for": calibration_identity(pipeline), "shifts": list(options.shifts),
-            "severities": list(severities), "objects_per_frame": args.insert, "seed": options.seed}
+            "severities": list(severities), "objects_per_frame": args.insert, "seed": options.seed,
+            "insertion": f"inpainting ({args.inpaint_model})" if args.inpaint_model else "paste"}
     if args.real:
         meta["real"] = _correlate(args.real, pipeline, result)
     out = Path(args.out)

@@ -19,6 +19,7 @@ weather, for the same reason, and they are seeded and reproducible.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from ood_seg_node.genval.calibration import (
     resample_nearest,
 )
 from ood_seg_node.genval.geometry import GroundCamera
-from ood_seg_node.genval.insertion import ObjectBank, insert_objects
+from ood_seg_node.genval.insertion import Inserted, ObjectBank, insert_objects
 from ood_seg_node.genval.shifts import apply_shift
 
 __all__ = ["Condition", "ValidationOptions", "ValidationResult", "conditions_for", "run_validation"]
@@ -78,6 +79,7 @@ class ValidationOptions:
     kind: str = "obstacle"
     camera: GroundCamera | None = None  # the source's camera; None = the flat-ground prior per image size
     horizon_fraction: float | None = None  # the prior's horizon row / image height (None = 0.47)
+    inserter: Callable[..., Inserted] | None = None  # e.g. a DiffusionInpainter; None = paste from ``bank``
 
 
 @dataclass
@@ -97,7 +99,8 @@ class _Generator:
 
     def __init__(self, options: ValidationOptions) -> None:
         self.options = options
-        self.bank = options.bank or ObjectBank.procedural(seed=options.seed)
+        self.insert = options.inserter or functools.partial(
+            insert_objects, bank=options.bank or ObjectBank.procedural(seed=options.seed))
         self.drivable: dict[int, np.ndarray] = {}  # position -> packed road mask (from labels or prediction)
         self.shapes: dict[int, tuple[int, int]] = {}
 
@@ -118,8 +121,8 @@ class _Generator:
             camera = GroundCamera.default(height, width, horizon_fraction=self.options.horizon_fraction or 0.47)
         road = self.road(position)
         if condition.insert and self.options.objects_per_frame > 0:
-            inserted = insert_objects(image, road, bank=self.bank, count=self.options.objects_per_frame,
-                                      seed=self.options.seed * 100003 + position, camera=camera, ood_gt=gt)
+            inserted = self.insert(image, road, count=self.options.objects_per_frame,
+                                   seed=self.options.seed * 100003 + position, camera=camera, ood_gt=gt)
             objects = (inserted.ood_gt == 1) & ~((gt == 1) if gt is not None else False)
             image, gt = inserted.image, inserted.ood_gt
             if semantic is not None:
