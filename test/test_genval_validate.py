@@ -150,3 +150,15 @@ def test_node_refuses_a_calibration_for_another_model():
     build_pipeline(replace(config, calibrated_for=identity))  # the model it was fitted for: accepted
     with pytest.raises(ConfigError, match="fitted for .* but this node runs"):
         build_pipeline(replace(config, head="msp", calibrated_for=identity))
+
+
+def test_synthetic_world_renders_the_wet_road_and_its_depth():
+    sequence = SyntheticDataset(seed=2001, frames=3, height=96, width=192).sequence
+    dry, wet = sequence[2], sequence.under(wet=1.0)[2]
+    assert np.array_equal(dry.semantic, wet.semantic) and np.array_equal(dry.ood_gt, wet.ood_gt)
+    change = np.abs(wet.image.astype(int) - dry.image.astype(int)).sum(axis=2)
+    road = dry.semantic == 0
+    assert change[road].mean() > 3 * change[~road].mean()  # the world wets the road, not the rest
+    rows = np.flatnonzero(road.any(axis=1))
+    near, far = dry.depth[rows[-1]][road[rows[-1]]].mean(), dry.depth[rows[0]][road[rows[0]]].mean()
+    assert 0 < near < far < np.inf  # true camera depth: the road recedes towards the horizon

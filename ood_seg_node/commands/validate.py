@@ -78,20 +78,23 @@ def _image_frames(folder: str, limit: int | None):
 
 
 def _source(args: argparse.Namespace):
-    """(frames factory, count, camera or None) from --dataset / --bag / --images."""
+    """(frames factory, count, camera or None, synthetic sequence or None) from --dataset / --bag / --images."""
     given = [flag for flag in ("dataset", "bag", "images") if getattr(args, flag)]
     if len(given) != 1:
         raise ValueError("give exactly one of --dataset, --bag and --images")
     if args.images:
-        return _image_frames(args.images, args.frames)
+        return (*_image_frames(args.images, args.frames), None)
     if args.bag:
         from ood_seg_node.bags import bag_info, read_bag
 
         count = len(bag_info(args.bag).frame_names) or None
         limit = args.frames or count
-        return (lambda: (f.to_frame() for f in itertools.islice(read_bag(args.bag), limit))), limit, None
+        return (lambda: (f.to_frame() for f in itertools.islice(read_bag(args.bag), limit))), limit, None, None
     dataset, frames, total = open_from_args(args)
-    return frames, total, getattr(dataset, "camera", None)
+    from ood_seg_node.datasets import SyntheticDataset
+
+    world = dataset.sequence if isinstance(dataset, SyntheticDataset) else None
+    return frames, total, getattr(dataset, "camera", None), world
 
 
 def run(args: argparse.Namespace) -> int:
@@ -115,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     severities = tuple(int(s) for s in args.severities.split(",") if s.strip())
     if not severities or any(s not in SEVERITIES for s in severities):
         raise ShiftError(f"--severities must be a subset of {','.join(map(str, SEVERITIES))}, got {args.severities}")
-    frames, total, camera = _source(args)
+    frames, total, camera, world = _source(args)
     bank = ObjectBank.procedural(seed=args.seed or 0)
     if args.objects:
         bank = bank.combined(ObjectBank.from_folder(args.objects, seed=args.seed or 0))
@@ -137,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         shifts=parse_shifts(args.shifts), severities=severities, objects_per_frame=args.insert, bank=bank,
         seed=args.seed or 0, holdout_every=args.holdout_every, target_tpr=args.target_tpr,
         target_fpr=args.target_fpr if args.target_tpr is not None or args.target_fpr is not None else 0.05,
-        camera=ground, horizon_fraction=args.horizon, inserter=inserter,
+        camera=ground, horizon_fraction=args.horizon, inserter=inserter, world=world,
     )
     result = run_validation(frames, pipeline, options, total=total)
     meta = {"source": args.bag or args.images or args.dataset, "frames": total, "segmenter": args.segmenter,

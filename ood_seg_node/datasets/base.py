@@ -26,6 +26,7 @@ class Frame:
         sequence: sequence / scene identifier (frames of one sequence are ordered by ``index``).
         index: frame number inside its sequence.
         label_space: the class set of ``semantic`` (see :mod:`ood_seg_node.label_spaces`).
+        depth: HxW float32 camera depth in metres when the source renders it (``synthetic``), else None.
     """
 
     image: np.ndarray
@@ -35,3 +36,4 @@ class Frame:
     sequence: str = ""
     index: int = 0
     label_space: str = CITYSCAPES.name
+    depth: np.ndarray | None = None

@@ -101,8 +101,12 @@ def _night(x: np.ndarray, severity: int, rng: np.random.Generator, depth: np.nda
     return _to_srgb(photons / full_well) ** gamma
 
 
-def _rain(x: np.ndarray, severity: int, rng: np.random.Generator, depth: np.ndarray) -> np.ndarray:
-    """Rain streaks from albumentations, then the wet-scene look: darker, lower contrast (spray, wet optics)."""
+def _rain(x: np.ndarray, severity: int, rng: np.random.Generator, depth: np.ndarray, *,
+          wet_scene: bool = True) -> np.ndarray:
+    """Rain streaks from albumentations, then the wet-scene look: lower contrast (spray, wet optics).
+
+    Surfaces also darken, unless the scene was rendered wet already (``wet_scene=False``).
+    """
     import albumentations as A
 
     h = x.shape[0]
@@ -114,7 +118,7 @@ def _rain(x: np.ndarray, severity: int, rng: np.random.Generator, depth: np.ndar
                         blur_value=blur, brightness_coefficient=brightness, rain_type=rain_type, p=1.0)
     y = _albumentations([rain], _to_uint8(x), rng).astype(np.float64) / 255.0
     mean = y.mean(axis=(0, 1), keepdims=True)
-    return (mean + (y - mean) * contrast) * darken
+    return (mean + (y - mean) * contrast) * (darken if wet_scene else 1.0)
 
 
 def _snow(x: np.ndarray, severity: int, rng: np.random.Generator, depth: np.ndarray) -> np.ndarray:
@@ -194,11 +198,13 @@ _SHIFT_FUNCTIONS: dict[str, Callable[[np.ndarray, int, np.random.Generator, np.n
 
 
 def apply_shift(image: np.ndarray, shift: str, severity: int, *, seed: int,
-                depth: np.ndarray | None = None) -> np.ndarray:
+                depth: np.ndarray | None = None, road_rendered_wet: bool = False) -> np.ndarray:
     """HxWx3 uint8 RGB -> shifted HxWx3 uint8 RGB of the same size, deterministic in (image, shift, severity, seed).
 
     ``depth`` is an optional HxW distance in metres (only fog uses it); without it fog uses the flat-ground prior
     :meth:`GroundCamera.default(h, w).depth_map() <ood_seg_node.genval.geometry.GroundCamera.depth_map>`.
+    ``road_rendered_wet``: the image already shows the wet road (the synthetic world renders it), so rain only
+    adds streaks, spray and optics.
     """
     if shift not in _SHIFT_FUNCTIONS:
         raise ShiftError(f"unknown shift {shift!r}; valid: {', '.join(SHIFTS)}")
@@ -216,5 +222,9 @@ def apply_shift(image: np.ndarray, shift: str, severity: int, *, seed: int,
     # severity is left out of the seed on purpose (common random numbers): the three severities of one frame share
     # their random draws (blur angle, noise field, albumentations seed), so a severity curve differs only in strength
     rng = np.random.default_rng([int(seed) % 2**64, SHIFTS.index(shift)])
-    out = _SHIFT_FUNCTIONS[shift](image.astype(np.float64) / 255.0, int(severity), rng, depth)
+    x = image.astype(np.float64) / 255.0
+    if shift == "rain":
+        out = _rain(x, int(severity), rng, depth, wet_scene=not road_rendered_wet)
+    else:
+        out = _SHIFT_FUNCTIONS[shift](x, int(severity), rng, depth)
     return _to_uint8(out)

@@ -59,6 +59,9 @@ class Condition:
         return "clean" if self.shift is None else f"{self.shift}@{self.severity}"
 
 
+WORLD_WETNESS = {1: 0.4, 2: 0.7, 3: 1.0}  # road wetness the synthetic world renders for rain at each severity
+
+
 def conditions_for(shifts: Iterable[str], severities: Iterable[int], insert: bool) -> list[Condition]:
     """``clean`` first, then every shift at every severity; all with insertions when ``insert``."""
     return [Condition(None, 0, insert)] + [Condition(s, k, insert) for s in shifts for k in severities]
@@ -80,6 +83,7 @@ class ValidationOptions:
     camera: GroundCamera | None = None  # the source's camera; None = the flat-ground prior per image size
     horizon_fraction: float | None = None  # the prior's horizon row / image height (None = 0.47)
     inserter: Callable[..., Inserted] | None = None  # e.g. a DiffusionInpainter; None = paste from ``bank``
+    world: Any = None  # the synthetic source's sequence: renders the wet road of ``rain`` itself
 
 
 @dataclass
@@ -103,6 +107,7 @@ class _Generator:
             insert_objects, bank=options.bank or ObjectBank.procedural(seed=options.seed))
         self.drivable: dict[int, np.ndarray] = {}  # position -> packed road mask (from labels or prediction)
         self.shapes: dict[int, tuple[int, int]] = {}
+        self.wet_worlds: dict[int, Any] = {}
 
     def remember_road(self, position: int, road: np.ndarray) -> None:
         self.drivable[position], self.shapes[position] = np.packbits(road), road.shape
@@ -116,6 +121,11 @@ class _Generator:
         """(image, anomaly ground truth 0/1/255, class labels with inserted objects void or None)."""
         image, gt, semantic = frame.image, frame.ood_gt, frame.semantic
         height, width = image.shape[:2]
+        world_wet = condition.shift == "rain" and self.options.world is not None
+        if world_wet:  # the same frame with the world's own wet road (same geometry, same labels)
+            if condition.severity not in self.wet_worlds:
+                self.wet_worlds[condition.severity] = self.options.world.under(wet=WORLD_WETNESS[condition.severity])
+            image = self.wet_worlds[condition.severity][frame.index].image
         camera = self.options.camera
         if camera is None or (camera.height, camera.width) != (height, width):
             camera = GroundCamera.default(height, width, horizon_fraction=self.options.horizon_fraction or 0.47)
@@ -130,8 +140,10 @@ class _Generator:
         elif gt is None:
             gt = np.where(road, np.uint8(0), np.uint8(255))
         if condition.shift is not None:
+            # fog by the source's own depth where it has one (the synthetic world's), else the flat-ground prior
+            depth = np.minimum(frame.depth, camera.max_depth) if frame.depth is not None else camera.depth_map()
             image = apply_shift(image, condition.shift, condition.severity, seed=self.options.seed * 7919 + position,
-                                depth=camera.depth_map())
+                                depth=depth, road_rendered_wet=world_wet)
         return image, gt, semantic
 
 

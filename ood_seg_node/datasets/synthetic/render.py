@@ -66,7 +66,8 @@ class _Renderer:
 
     def render(
         self, center: np.ndarray, yaw: float, t_sec: float, rng: np.random.Generator
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(image, semantic labels, anomaly ground truth, camera depth in metres, inf on the sky)."""
         w, cam = self.w, self.cam
         assert w.tex is not None
         rot = _rotation(yaw, cam.pitch_rad)
@@ -381,7 +382,8 @@ class _Renderer:
                     )
 
     # -- atmosphere and camera
-    def _finish(self, buf: _Buffers, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _finish(self, buf: _Buffers, rng: np.random.Generator
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         w = self.w
         hh, ww = buf.depth.shape
         haze = np.exp(-w.fog * np.minimum(buf.depth, 1e5))  # transmittance; the sky keeps its own colour
@@ -403,4 +405,4 @@ class _Renderer:
         ood = np.full(sem.shape, OOD_IGNORE, np.uint8)
         ood[sem == _ROAD] = OOD_INLIER
         ood[buf.obstacle] = OOD_ANOMALY
-        return image, sem, ood
+        return image, sem, ood, buf.depth

@@ -7,6 +7,8 @@ module validates the arguments, builds the world once and renders frames on acce
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 from collections.abc import Iterator
 
@@ -78,7 +80,7 @@ class SyntheticSequence:
             index += self.frames
         if not 0 <= index < self.frames:
             raise IndexError(f"{self.sequence}: frame {index} out of range 0..{self.frames - 1}")
-        image, semantic, ood = self._renderer.render(
+        image, semantic, ood, depth = self._renderer.render(
             *self.pose(index), index / self.fps, np.random.default_rng([self.seed, index, 7])
         )
         return Frame(
@@ -88,11 +90,26 @@ class SyntheticSequence:
             name=f"{self.sequence}_{index:06d}",
             sequence=self.sequence,
             index=index,
+            depth=depth,
         )
 
     def __iter__(self) -> Iterator[Frame]:
         for i in range(self.frames):
             yield self[i]
+
+    def under(self, *, wet: float) -> SyntheticSequence:
+        """The same drive (layout, obstacles, poses, labels) rendered by the world with a wet road.
+
+        ``wet`` in [0, 1]: darker asphalt and puddles that reflect the sky, which image-space rain cannot
+        draw. (The world has no light sources, street lamps or headlights, so it does not render night: its
+        night would be a uniform dimming, which image-space exposure models as well.)
+        """
+        if not 0.0 <= wet <= 1.0:
+            raise DatasetError(f"synthetic: wet must lie in [0, 1], got {wet}")
+        variant = copy.copy(self)
+        variant._world = dataclasses.replace(self._world, wet=float(wet))
+        variant._renderer = _Renderer(variant._world, self.camera)
+        return variant
 
     def pose(self, index: int) -> tuple[np.ndarray, float]:
         """World position of the camera (x, y, z; y up, z along the road) and its heading yaw at a frame."""
