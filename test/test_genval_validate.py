@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from fixtures import make_roadanomaly
 
 from ood_seg_node.bags import write_bag
 from ood_seg_node.cli import main
@@ -162,3 +163,17 @@ def test_synthetic_world_renders_the_wet_road_and_its_depth():
     rows = np.flatnonzero(road.any(axis=1))
     near, far = dry.depth[rows[-1]][road[rows[-1]]].mean(), dry.depth[rows[0]][road[rows[0]]].mean()
     assert 0 < near < far < np.inf  # true camera depth: the road recedes towards the horizon
+
+
+def test_validate_correlates_synthetic_and_real_rankings(tmp_path):
+    make_roadanomaly(tmp_path / "ra")
+    out = tmp_path / "val"
+    code = main(["validate", "--dataset", "synthetic", "--frames", "3", "--height", "96", "--width", "192",
+                 "--head", "energy", "--head", "msp", "--head", "maxlogit", "--shifts", "noise", "--severities",
+                 "3", "--real", f"roadanomaly:{tmp_path / 'ra'}", "--out", str(out)])
+    assert code == 0
+    real = json.loads((out / "report.json").read_text())["meta"]["real"]
+    assert set(real["heads"]) == {"energy", "msp", "maxlogit"}
+    for metric in ("ap", "fpr95", "auroc"):
+        assert -1.0 <= real[f"spearman_{metric}"] <= 1.0 and -1.0 <= real[f"pearson_{metric}"] <= 1.0
+        assert all(0.0 <= real["heads"][h][f"real_{metric}"] <= 1.0 for h in real["heads"])
