@@ -121,6 +121,8 @@ def test_validate_on_labelled_synthetic_frames(tmp_path):
     assert params["calibrated_for"] == report["meta"]["calibrated_for"] and (tmp_path / "val" /
                                                                               "reliability_clean.png").is_file()
     assert 0.25 <= report["temperature"] <= 8.0
+    pooled = report["reliability_heldout"]
+    assert pooled["after"]["pixels"] == pooled["before"]["pixels"] > 0
 
 
 def test_validate_on_a_bag_without_labels(tmp_path):

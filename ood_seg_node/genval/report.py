@@ -31,6 +31,7 @@ def write_validation_report(out: str | Path, result: ValidationResult, meta: dic
     out.mkdir(parents=True, exist_ok=True)
     payload = {"meta": meta, "temperature": result.temperature, "thresholds": result.thresholds,
                "conditions": result.conditions, "reliability_clean": result.reliability_clean,
+               "reliability_heldout": result.reliability_heldout,
                "seconds": result.seconds}
     written = [out / "report.json", out / "report.csv"]
     written[0].write_text(json.dumps(to_jsonable(payload), indent=2))
@@ -144,6 +145,10 @@ def format_summary(result: ValidationResult) -> str:
         lines.append(f"{entry['condition']:<16} {_fmt(entry.get('miou')):>6} {_fmt(entry.get('ece')):>6} "
                      f"{_fmt(entry.get('ece_calibrated')):>7} {cells}")
     lines.append(f"temperature {result.temperature:.3f}")
+    if result.reliability_heldout:
+        before, after = result.reliability_heldout["before"], result.reliability_heldout["after"]
+        lines.append(f"held-out pixels of every condition: ECE {before['ece']:.4f} -> {after['ece']:.4f}, NLL "
+                     f"{before['nll']:.4f} -> {after['nll']:.4f} with the temperature")
     for head, fit in result.thresholds.items():
         (kind, target), = fit["target"].items()
         lines.append(f"{head}: threshold {fit['threshold']:.6g} for {kind.upper()} {target:.3f}: fit TPR "

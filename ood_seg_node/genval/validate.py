@@ -94,6 +94,7 @@ class ValidationResult:
     temperature: float = 1.0
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
     reliability_clean: dict[str, Any] = field(default_factory=dict)
+    reliability_heldout: dict[str, Any] = field(default_factory=dict)  # every condition's held-out pixels
     examples: list[tuple[str, np.ndarray]] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -248,6 +249,11 @@ def _calibrate(result: ValidationResult, names: list[str], fit_scores: dict[str,
                 result.reliability_clean = {"before": before, "after": after}
         else:
             entry.update(ece=math.nan, nll=math.nan, ece_calibrated=math.nan, nll_calibrated=math.nan)
+    pooled = [held.arrays() for held in held_samples.values() if held.size]
+    if pooled:
+        held_logits, held_labels = np.concatenate([p[0] for p in pooled]), np.concatenate([p[1] for p in pooled])
+        result.reliability_heldout = {"before": reliability(held_logits, held_labels),
+                                      "after": reliability(held_logits, held_labels, temperature)}
     target = {"tpr": options.target_tpr} if options.target_tpr is not None else {"fpr": options.target_fpr}
     for name in names:
         try:
