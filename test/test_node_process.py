@@ -125,3 +125,36 @@ def test_frames_lost_in_transport_are_reported_with_the_fix(tmp_path, random_bui
     assert warned != publisher_has_profile, text
     if warned:
         assert f"{PROFILE_VAR}=" in text and "fastdds_large_images.xml" in text
+
+
+def test_a_validate_calibration_file_runs_the_node_and_guards_its_model(tmp_path, random_builtin_checkpoint):
+    """``--params-file calibration.yaml`` (what ``params_file:=`` hands the node in a launch file): the node runs
+    with its threshold for the model it was fitted for, and refuses to start with another head in one line."""
+    from ood_seg_node.genval.calibration import calibration_identity, write_calibration_yaml
+    from ood_seg_node.pipeline import Pipeline
+
+    pipeline = Pipeline.from_names(head="energy", segmenter_checkpoint=random_builtin_checkpoint, device="cpu")
+    calibration = tmp_path / "calibration.yaml"
+    write_calibration_yaml(calibration, comment=["test"], parameters={
+        "head": "energy", "segmenter_checkpoint": random_builtin_checkpoint, "threshold": -1.25,
+        "calibrated_for": calibration_identity(pipeline)})
+    env = isolated_env(random_domain_id())
+    for extra, expected in (((), 0), (("-p", "head:=msp"), 1)):
+        command = [sys.executable, "-m", "ood_seg_node.ros.node", "--ros-args", "--params-file", str(calibration),
+                   "-p", "device:=cpu", *extra]
+        log = tmp_path / f"node{expected}.log"
+        with open(log, "w", encoding="utf-8") as out:
+            process = subprocess.Popen(command, env=env, cwd=str(REPO_ROOT), stdout=out, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
+        try:
+            if expected == 0:
+                _wait_for(log, "ready:", process)
+                assert "head=energy" in log.read_text() and "threshold=-1.25" in log.read_text()
+                os.killpg(process.pid, signal.SIGINT)
+            assert process.wait(timeout=60) == expected, log.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    lines = [line for line in (tmp_path / "node1.log").read_text().splitlines() if line.strip()]
+    assert len(lines) == 1 and "fitted for" in lines[0] and "|msp@" in lines[0], lines
