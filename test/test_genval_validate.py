@@ -179,3 +179,22 @@ def test_validate_correlates_synthetic_and_real_rankings(tmp_path):
     for metric in ("ap", "fpr95", "auroc"):
         assert -1.0 <= real[f"spearman_{metric}"] <= 1.0 and -1.0 <= real[f"pearson_{metric}"] <= 1.0
         assert all(0.0 <= real["heads"][h][f"real_{metric}"] <= 1.0 for h in real["heads"])
+
+
+def test_held_out_rate_interval_resamples_frames():
+    from ood_seg_node.genval.calibration import RateCounter
+
+    counter = RateCounter(0.5)
+    rng = np.random.default_rng(0)
+    for frame in range(20):  # each frame: one object found or missed as a whole, half the time
+        gt = np.zeros((8, 8), np.uint8)
+        gt[:2, :2] = 1
+        score = np.where(gt == 1, float(frame % 2), rng.random((8, 8)) * 0.4)
+        counter.add(score, gt, group=frame)
+    low, high = counter.interval("tpr")
+    assert counter.tpr == pytest.approx(0.5) and counter.fpr == 0.0
+    assert low < 0.4 and high > 0.6  # 20 objects, not 80 independent pixels: a wide interval
+    assert counter.interval("fpr") == (0.0, 0.0)
+    single = RateCounter(0.5)
+    single.add(np.ones((2, 2)), np.ones((2, 2), np.uint8))
+    assert all(math.isnan(v) for v in single.interval("tpr"))

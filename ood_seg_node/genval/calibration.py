@@ -12,7 +12,6 @@ the model identity they were fitted for, which the node checks.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -115,31 +114,58 @@ class CalibrationSample:
         return np.concatenate(self._logits), np.concatenate(self._labels)
 
 
-@dataclass
 class RateCounter:
-    """Detection rates of a fixed threshold on held-out frames: anomaly pixels found, inlier pixels flagged."""
+    """Detection rates of a fixed threshold on held-out frames, with a bootstrap interval over source frames.
 
-    threshold: float
-    found: int = 0
-    anomalies: int = 0
-    flagged: int = 0
-    inliers: int = 0
+    Pixels of one frame are not independent samples (an object is found or missed as a whole, and every
+    condition renders the same source frame), so the interval resamples source frames (``group``).
+    """
 
-    def add(self, score: np.ndarray, gt: np.ndarray) -> None:
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self._groups: dict[int, np.ndarray] = {}  # group -> [anomalies found, anomalies, inliers flagged, inliers]
+
+    def add(self, score: np.ndarray, gt: np.ndarray, group: int = 0) -> None:
         above = score >= self.threshold
         anomaly, inlier = gt == 1, gt == 0
-        self.found += int(np.count_nonzero(above & anomaly))
-        self.anomalies += int(np.count_nonzero(anomaly))
-        self.flagged += int(np.count_nonzero(above & inlier))
-        self.inliers += int(np.count_nonzero(inlier))
+        counts = np.array([np.count_nonzero(above & anomaly), np.count_nonzero(anomaly),
+                           np.count_nonzero(above & inlier), np.count_nonzero(inlier)], dtype=np.int64)
+        self._groups[group] = self._groups.get(group, 0) + counts
+
+    def _totals(self) -> np.ndarray:
+        return np.sum(list(self._groups.values()), axis=0) if self._groups else np.zeros(4, np.int64)
+
+    @property
+    def anomalies(self) -> int:
+        return int(self._totals()[1])
+
+    @property
+    def inliers(self) -> int:
+        return int(self._totals()[3])
 
     @property
     def tpr(self) -> float:
-        return self.found / self.anomalies if self.anomalies else math.nan
+        found, anomalies = self._totals()[:2]
+        return found / anomalies if anomalies else math.nan
 
     @property
     def fpr(self) -> float:
-        return self.flagged / self.inliers if self.inliers else math.nan
+        flagged, inliers = self._totals()[2:]
+        return flagged / inliers if inliers else math.nan
+
+    def interval(self, rate: str, *, level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+        """Percentile bootstrap interval of ``tpr`` or ``fpr`` over the groups (NaN, NaN with fewer than 2)."""
+        if len(self._groups) < 2:
+            return math.nan, math.nan
+        counts = np.stack(list(self._groups.values()))
+        hit, total = (counts[:, 0], counts[:, 1]) if rate == "tpr" else (counts[:, 2], counts[:, 3])
+        picks = np.random.default_rng(seed).integers(0, len(counts), (resamples, len(counts)))
+        totals = total[picks].sum(axis=1)
+        rates = hit[picks].sum(axis=1)[totals > 0] / totals[totals > 0]
+        if rates.size == 0:
+            return math.nan, math.nan
+        low, high = np.quantile(rates, [(1 - level) / 2, (1 + level) / 2])
+        return float(low), float(high)
 
 
 def calibration_identity(pipeline) -> str:

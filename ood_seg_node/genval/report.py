@@ -151,9 +151,11 @@ def format_summary(result: ValidationResult) -> str:
                      f"{before['nll']:.4f} -> {after['nll']:.4f} with the temperature")
     for head, fit in result.thresholds.items():
         (kind, target), = fit["target"].items()
+        low, high = fit[f"heldout_{kind}_ci95"]
         lines.append(f"{head}: threshold {fit['threshold']:.6g} for {kind.upper()} {target:.3f}: fit TPR "
-                     f"{fit['fit_tpr']:.3f} FPR {fit['fit_fpr']:.3f}; held-out TPR {_fmt(fit['heldout_tpr'])} "
-                     f"FPR {_fmt(fit['heldout_fpr'])}")
+                     f"{fit['fit_tpr']:.3f} FPR {fit['fit_fpr']:.3f}; held-out ({fit['heldout_frames']} frames) TPR "
+                     f"{_fmt(fit['heldout_tpr'])} FPR {_fmt(fit['heldout_fpr'])}, {kind.upper()} 95 % interval "
+                     f"[{_fmt(low)}, {_fmt(high)}]")
     return "\n".join(lines)
 
 

@@ -181,7 +181,7 @@ def run_validation(frames: Callable[[], Iterable[Frame]], pipeline, options: Val
     fit_scores = {name: StreamingOODMetrics(1 << 16) for name in pipeline.names}
     fit_sample = CalibrationSample(seed=options.seed)
     held_samples: dict[str, CalibrationSample] = {}
-    held_rates: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    held_rates: dict[str, list[tuple[int, np.ndarray, dict[str, np.ndarray]]]] = {}
     started = time.perf_counter()
     for condition in conditions:
         accumulator = Accumulator(options.kind, {name: None for name in pipeline.names},
@@ -206,7 +206,7 @@ def run_validation(frames: Callable[[], Iterable[Frame]], pipeline, options: Val
             # for its obstacles; the upsampled mask covers the same share of pixels)
             native_gt = resample_nearest(gt, next(iter(out.native_scores.values())).shape)
             if is_held:
-                held_rates.setdefault(condition.name, []).append((native_gt, out.native_scores))
+                held_rates.setdefault(condition.name, []).append((position, native_gt, out.native_scores))
             else:
                 for name in pipeline.names:
                     fit_scores[name].update(out.native_scores[name], native_gt)
@@ -231,7 +231,7 @@ def _head_summary(r: dict[str, Any]) -> dict[str, Any]:
 
 def _calibrate(result: ValidationResult, names: list[str], fit_scores: dict[str, StreamingOODMetrics],
                fit_sample: CalibrationSample, held_samples: dict[str, CalibrationSample],
-               held_rates: dict[str, list[tuple[np.ndarray, dict[str, np.ndarray]]]],
+               held_rates: dict[str, list[tuple[int, np.ndarray, dict[str, np.ndarray]]]],
                options: ValidationOptions) -> None:
     """Temperature (ECE grid search on fit pixels) and per-head thresholds; both checked on held-out frames."""
     logits, labels = fit_sample.arrays()
@@ -262,10 +262,13 @@ def _calibrate(result: ValidationResult, names: list[str], fit_scores: dict[str,
             raise EvaluationError(f"cannot fit the {name} threshold: {error} (insert objects, or validate on "
                                   "frames with anomaly labels)") from None
         counter = RateCounter(threshold)
-        for pairs in held_rates.values():
-            for gt, scores in pairs:
-                counter.add(scores[name], gt)
+        for frames in held_rates.values():
+            for position, gt, scores in frames:
+                counter.add(scores[name], gt, group=position)
         result.thresholds[name] = {"threshold": threshold, "target": target, "fit_tpr": fit_tpr,
                                    "fit_fpr": fit_fpr, "heldout_tpr": counter.tpr, "heldout_fpr": counter.fpr,
+                                   "heldout_tpr_ci95": counter.interval("tpr"),
+                                   "heldout_fpr_ci95": counter.interval("fpr"),
+                                   "heldout_frames": len({p for frames in held_rates.values() for p, _, _ in frames}),
                                    "heldout_anomaly_pixels": counter.anomalies,
                                    "heldout_inlier_pixels": counter.inliers}
