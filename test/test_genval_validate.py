@@ -58,6 +58,15 @@ def test_calibration_sample_is_bounded_and_skips_void():
     assert logits.shape == (120, 19) and set(labels.tolist()) == {2}
 
 
+def test_calibration_sample_keeps_late_frames_as_much_as_early_ones():
+    sample = CalibrationSample(per_frame=100, limit=200, seed=0)
+    logits = np.zeros((19, 10, 10), np.float32)
+    for label in range(10):  # ten frames, each of one class, offering 100 pixels each
+        sample.add(logits, np.full((10, 10), label, np.uint8))
+    counts = np.bincount(sample.arrays()[1], minlength=10)
+    assert counts.sum() == 200 and counts.min() >= 5 and counts[9] > 0  # not the first two frames only
+
+
 def test_operating_point_meets_the_target_rate():
     rng = np.random.default_rng(3)
     metrics = StreamingOODMetrics(1 << 14)

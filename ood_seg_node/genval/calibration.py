@@ -81,37 +81,46 @@ def resample_nearest(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 class CalibrationSample:
-    """A bounded random sample of labelled pixels' logits, for ECE/NLL and the temperature search.
+    """A bounded uniform sample of labelled pixels' logits, for ECE/NLL and the temperature search.
 
-    Every frame contributes at most ``per_frame`` pixels (at the logits' resolution, labels nearest-sampled),
-    the whole sample at most ``limit``: memory stays flat whatever the number of frames.
+    Every frame offers at most ``per_frame`` random pixels (at the logits' resolution, labels nearest-sampled);
+    a reservoir keeps ``limit`` of all offered pixels uniformly (Vitter's algorithm R), so frames and conditions
+    seen late count as much as the first ones and memory stays flat whatever the number of frames.
     """
 
     def __init__(self, *, per_frame: int = 4000, limit: int = 400_000, seed: int = 0) -> None:
         self.per_frame, self.limit = per_frame, limit
         self.rng = np.random.default_rng(seed)
-        self._logits: list[np.ndarray] = []
-        self._labels: list[np.ndarray] = []
-        self.size = 0
+        self._logits: np.ndarray | None = None
+        self._labels = np.zeros(limit, np.uint8)
+        self.offered = 0  # pixels offered so far
+        self.size = 0  # pixels held (at most limit)
 
     def add(self, logits: np.ndarray, semantic: np.ndarray) -> None:
         """(C, h, w) float logits and the frame's HxW class ids (255 or >= C: not counted)."""
         classes, height, width = logits.shape
         labels = resample_nearest(semantic, (height, width)).ravel()
         valid = np.flatnonzero(labels < classes)
-        room = min(self.per_frame, self.limit - self.size)
-        if valid.size == 0 or room <= 0:
+        if valid.size == 0:
             return
-        picked = self.rng.choice(valid, size=min(room, valid.size), replace=False)
-        self._logits.append(logits.reshape(classes, -1)[:, picked].T.astype(np.float32))
-        self._labels.append(labels[picked].astype(np.uint8))
-        self.size += picked.size
+        if self._logits is None:
+            self._logits = np.zeros((self.limit, classes), np.float32)
+        picked = self.rng.choice(valid, size=min(self.per_frame, valid.size), replace=False)
+        rows = logits.reshape(classes, -1)[:, picked].T
+        # algorithm R: the k-th pixel ever offered takes a random slot with probability limit / k
+        order = self.offered + 1 + np.arange(picked.size)
+        slots = np.where(order <= self.limit, order - 1, self.rng.integers(0, order))
+        keep = slots < self.limit
+        self._logits[slots[keep]] = rows[keep]
+        self._labels[slots[keep]] = labels[picked[keep]]
+        self.offered += picked.size
+        self.size = min(self.offered, self.limit)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         """(N, C) logits and (N,) labels."""
-        if not self._labels:
+        if self._logits is None:
             return np.zeros((0, 1), np.float32), np.zeros(0, np.uint8)
-        return np.concatenate(self._logits), np.concatenate(self._labels)
+        return self._logits[:self.size], self._labels[:self.size]
 
 
 class RateCounter:

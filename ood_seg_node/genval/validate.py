@@ -186,7 +186,7 @@ def run_validation(frames: Callable[[], Iterable[Frame]], pipeline, options: Val
     for condition in conditions:
         accumulator = Accumulator(options.kind, {name: None for name in pipeline.names},
                                   {name: space.class_names for name in pipeline.names})
-        held = held_samples.setdefault(condition.name, CalibrationSample(seed=options.seed + 1))
+        held = held_samples.setdefault(condition.name, CalibrationSample(limit=60_000, seed=options.seed + 1))
         for position, frame in enumerate(tqdm(frames(), total=total, desc=f"validate {condition.name}",
                                               unit="frame", leave=False)):
             if position not in generator.drivable:
