@@ -11,10 +11,10 @@ scaling, and per head AP / FPR95 / AUROC / component F1. The temperature (ECE gr
 each head's mask threshold for a target TPR or FPR are fitted on the fit frames of every condition and
 checked on held-out frames (every ``holdout``-th source frame).
 
-Deviations from the paper, and why: objects are pasted (procedural or the user's RGBA cut-outs) rather than
-inpainted by a diffusion model, because no generative model can be assumed on a vehicle team's machine; the
-shifts are image-space effects (with a flat-ground depth prior for fog) rather than diffusion-generated
-weather, for the same reason, and they are seeded and reproducible.
+Deviations from the paper, and why: the shifts are seeded image-space effects (with the source's depth or a
+flat-ground prior for fog, and the synthetic world's own wet road) rather than diffusion-generated weather, so
+that a run is reproducible and cheap enough for every recording; objects are pasted (procedural or the user's
+RGBA cut-outs) unless a local diffusion inpainting model is given (:mod:`ood_seg_node.genval.inpaint`).
 """
 
 from __future__ import annotations
