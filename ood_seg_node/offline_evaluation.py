@@ -24,8 +24,7 @@ from ood_seg_node.datasets.base import Frame
 from ood_seg_node.evaluation.accumulator import Accumulator, EvaluationRun, HeadRun, resize_score
 from ood_seg_node.evaluation.metrics import EvaluationError
 from ood_seg_node.evaluation.report import overlay
-
-IMAGE_SUFFIXES = ("_leftImg8bit",)
+from ood_seg_node.evaluation.score_layout import frame_id, read_score
 
 
 @dataclass
@@ -70,35 +69,33 @@ class PipelineScorer:
 
 
 class ScoreFileScorer:
-    """Precomputed score maps: ``<dir>/<frame name>.npy`` float32 per frame, as external methods write."""
+    """Precomputed score maps, one file per frame, as external methods and the SMIYC benchmark write them.
+
+    ``<dir>/<frame id>.hdf5`` (the benchmark's ``anomaly_p/<method>/<dataset>/`` folder: dataset ``value``,
+    float16) or ``<dir>/<frame name>.npy`` (float32). Frame ids drop Lost&Found's ``_leftImg8bit`` tag. The
+    method is named after the folder, or after ``<method>`` for a benchmark folder.
+    """
 
     def __init__(self, directory: str | Path, name: str = "") -> None:
         self.directory = Path(directory)
         if not self.directory.is_dir():
             raise EvaluationError(f"score folder not found: {self.directory}")
-        self.names = [name or self.directory.name]
+        benchmark = self.directory.parent.parent.name == "anomaly_p"
+        self.names = [name or (self.directory.parent.name if benchmark else self.directory.name)]
         self.thresholds = {self.names[0]: math.nan}
         self.class_names: tuple[str, ...] = ()
 
     def path(self, frame: Frame) -> Path:
-        """``<name>.npy``; benchmarks name Lost&Found / Cityscapes-style frames without the image suffix."""
-        path = self.directory / f"{frame.name}.npy"
-        if not path.is_file():
-            for suffix in IMAGE_SUFFIXES:
-                if frame.name.endswith(suffix) and (self.directory / f"{frame.name[:-len(suffix)]}.npy").is_file():
-                    return self.directory / f"{frame.name[:-len(suffix)]}.npy"
-        return path
+        """The frame's score file: ``<id>.hdf5``, else ``<name>.npy`` or ``<id>.npy``."""
+        candidates = [self.directory / f"{frame_id(frame.name)}.hdf5", self.directory / f"{frame.name}.npy",
+                      self.directory / f"{frame_id(frame.name)}.npy"]
+        return next((path for path in candidates if path.is_file()), candidates[1])
 
     def score(self, frame: Frame) -> Scores:
         path = self.path(frame)
         if not path.is_file():
-            raise EvaluationError(f"no score file for frame {frame.name}: {path}")
-        try:
-            score = np.load(path, allow_pickle=False)
-        except (ValueError, OSError) as error:
-            raise EvaluationError(f"cannot read score file {path}: {error}") from None
-        if score.ndim != 2:
-            raise EvaluationError(f"score file {path} has shape {score.shape}, expected HxW")
+            raise EvaluationError(f"no score file for frame {frame.name}: {path} (or {frame_id(frame.name)}.hdf5)")
+        score = read_score(path)
         name = self.names[0]
         size = frame.image.shape[:2]
         return Scores(full={name: resize_score(score, size)}, kept={name: score})
