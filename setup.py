@@ -26,7 +26,8 @@ setup(
     ],
     # rclpy and the message packages come from the ROS distribution (or the ros-* wheels in a venv),
     # and torch/torchvision from the platform's build, so they are deliberately not install_requires.
-    install_requires=["numpy", "opencv-python-headless", "pillow", "pyyaml", "tqdm", "matplotlib", "scipy", "rosbags"],
+    install_requires=["numpy", "opencv-python-headless", "pillow", "pyyaml", "tqdm", "matplotlib", "scipy", "rosbags",
+                      "h5py"],
     zip_safe=True,
     maintainer="ood_seg_node developers",
     maintainer_email="dev@ood-seg-node.local",

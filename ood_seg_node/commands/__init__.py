@@ -44,6 +44,7 @@ COMMANDS: dict[str, str] = {
     "evaluate": "evaluate heads offline on a dataset, a bag, or precomputed score maps",
     "train-segmenter": "train the builtin segmenter on the synthetic world",
     "train-head": "train an OOD head (one with a registered trainer) on the synthetic world",
+    "export-scores": "write a head's score maps in the SegmentMeIfYouCan benchmark's layout (hdf5, float16)",
     "export": "write the segmenter and its head(s) as one ONNX graph (ONNX Runtime, TensorRT, Isaac ROS)",
     "validate": "GenVal-style validation on your own frames (shifts, OOD insertions) and a calibration.yaml",
     "bench": "print the performance ratios of the README's performance section",
