@@ -112,6 +112,8 @@ def evaluate_frames(
     overlays_dir: str | Path | None = None,
     overlays: int = 4,
     meta: dict[str, Any] | None = None,
+    protocol: str = "exact",
+    float16: bool = False,
 ) -> EvaluationRun:
     """Evaluate every scorer's heads on the frames (``frames()`` is called again for overlays).
 
@@ -126,6 +128,9 @@ def evaluate_frames(
         overlays_dir: where to write the worst frames' overlays (None = none).
         overlays: worst frames kept per head.
         meta: run metadata stored in the report.
+        protocol: ``exact`` or ``smiyc`` (the benchmark's binned computation, see
+            :mod:`ood_seg_node.evaluation.smiyc_protocol`).
+        float16: round every score to float16 first, as the SMIYC benchmark's saver stores them.
     """
     index_of_shard, shards = shard
     sharded = shards > 1
@@ -143,7 +148,8 @@ def evaluate_frames(
                                           "(--component-threshold)")
             thresholds[name] = threshold
     accumulator = Accumulator(kind, thresholds, {name: scorer.class_names for scorer in scorers
-                                                 for name in scorer.names if scorer.class_names})
+                                                 for name in scorer.names if scorer.class_names},
+                              protocol=protocol, float16=float16)
     for position, frame in enumerate(tqdm(frames(), total=total, desc="evaluating", unit="frame")):
         if position % shards != index_of_shard:
             continue

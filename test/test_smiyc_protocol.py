@@ -380,3 +380,53 @@ def test_binned_ap_against_exact_sklearn_ap():
     # benchmark's number, by its rules; only check that it is defined.
     sparse = random_frames(3, 8, 0.7, 8)
     assert np.isfinite(pixel_metric(*sparse).compute()["ap"] - sklearn_ap(sparse))
+
+
+def _synthetic_args(out, *extra):
+    return ["evaluate", "--dataset", "synthetic", "--seed", "3", "--frames", "4", "--height", "64", "--width", "128",
+            "--head", "energy", "--device", "cpu", "--protocol", "smiyc", "--overlays", "0", *extra, "--out", str(out)]
+
+
+def test_evaluate_with_the_smiyc_protocol_reports_the_benchmark_computation(tmp_path):
+    import json
+
+    from ood_seg_node.cli import main
+    from ood_seg_node.datasets import SyntheticDataset
+    from ood_seg_node.pipeline import Pipeline
+
+    assert main(_synthetic_args(tmp_path / "run", "--float16")) == 0
+    result = json.loads((tmp_path / "run" / "metrics.json").read_text())["heads"]["energy"]
+    pipeline = Pipeline.from_names(head="energy", device="cpu")
+    frames = list(SyntheticDataset(seed=3, frames=4, height=64, width=128))
+    scores = [pipeline.process(f.image).score.astype(np.float16).astype(np.float32) for f in frames]
+    pixel = SmiycPixelMetric()
+    for score, frame in zip(scores, frames):
+        pixel.update(score, frame.ood_gt)
+    expected = pixel.compute()
+    segments = SmiycSegmentMetric("obstacle", expected["best_f1_threshold"])
+    for score, frame in zip(scores, frames):
+        segments.update(score, frame.ood_gt)
+    assert result["protocol"] == "smiyc" and result["float16"] is True and set(result["exact"]) == {"ap", "fpr95",
+                                                                                                    "auroc"}
+    for key in ("ap", "fpr95", "auroc"):
+        assert result[key] == pytest.approx(expected[key], abs=1e-6)
+    assert result["component_threshold"] == pytest.approx(expected["best_f1_threshold"], abs=1e-6)
+    for key, value in segments.compute().items():
+        if key in ("siou", "ppv", "mean_f1"):
+            assert result[key] == pytest.approx(value, abs=1e-6, nan_ok=True)
+
+
+def test_sharded_smiyc_runs_merge_to_the_whole_run(tmp_path):
+    import json
+
+    from ood_seg_node.cli import main
+
+    fixed = ["--component-threshold", "-8.0"]
+    assert main(_synthetic_args(tmp_path / "whole", *fixed)) == 0
+    for i in (0, 1):
+        assert main(_synthetic_args(tmp_path / f"s{i}", *fixed, "--shard", f"{i}/2")) == 0
+    assert main(["evaluate", "--merge", str(tmp_path / "s0"), str(tmp_path / "s1"), "--out", str(tmp_path / "m")]) == 0
+    whole, merged = (json.loads((tmp_path / d / "metrics.json").read_text())["heads"]["energy"] for d in ("whole", "m"))
+    for key in ("ap", "fpr95", "auroc", "siou", "ppv", "mean_f1"):
+        assert merged[key] == pytest.approx(whole[key], abs=1e-12, nan_ok=True), key
+    assert merged["protocol"] == "smiyc"

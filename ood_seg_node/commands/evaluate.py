@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "sharded runs: the head's calibrated threshold)")
     options.add_argument("--shard", default="0/1", metavar="I/N", help="evaluate every N-th frame from frame I")
     options.add_argument("--overlays", type=int, default=4, help="worst-frame overlays per head (default 4)")
+    options.add_argument("--protocol", choices=("exact", "smiyc"), default="exact",
+                         help="exact: unbinned pixel metrics (default); smiyc: the SegmentMeIfYouCan benchmark's "
+                              "own computation (binned curve, its best-F1 threshold and segment rules); "
+                              "metrics.json names the protocol of every figure")
+    options.add_argument("--float16", action="store_true",
+                         help="round scores to float16 before every metric, as the SMIYC benchmark stores them")
 
 
 def _pairs(items: list[str]) -> dict[str, str]:
@@ -145,11 +151,13 @@ def run(args: argparse.Namespace) -> int:
         every = thresholds.pop("*")
         thresholds.update({name: every for s in scorers for name in s.names if name not in thresholds})
     shard = _shard(args.shard)
-    meta = {"source": args.bag or args.dataset, "segmenter": args.segmenter,
+    meta = {"source": args.bag or args.dataset, "segmenter": args.segmenter, "protocol": args.protocol,
+            "float16": args.float16,
             "heads": [name for s in scorers for name in s.names]}
     run_result = evaluate_frames(
         frames, scorers, kind=args.kind or kind, total=total, shard=shard, component_thresholds=thresholds,
-        overlays_dir=f"{args.out}/overlays", overlays=args.overlays, meta=meta,
+        overlays_dir=f"{args.out}/overlays", overlays=args.overlays, meta=meta, protocol=args.protocol,
+        float16=args.float16,
     )
     if shard[1] > 1:
         run_result.write_partial(f"{args.out}/partial.json")

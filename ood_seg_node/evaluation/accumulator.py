@@ -7,6 +7,11 @@ at the resolution it was produced at (float16) and the ground truth as PNG bytes
 (:meth:`Accumulator.finish`) replays the kept scores at the SMIYC threshold (the run's best pixel F1, or a
 fixed one) for the component metrics and the worst frames. Partial states merge exactly (sharded runs),
 which needs a component threshold fixed before the run.
+
+``protocol="smiyc"`` computes the reported pixel and component figures the SegmentMeIfYouCan benchmark's way
+(:mod:`ood_seg_node.evaluation.smiyc_protocol`: binned curve, its best-F1 threshold, its segment rules) and
+keeps the exact pixel figures beside them; ``float16=True`` rounds every score to float16 first, as the
+benchmark's saver stores them.
 """
 
 from __future__ import annotations
@@ -26,9 +31,11 @@ from ood_seg_node.cityscapes import CLASS_NAMES, OOD_ANOMALY, OOD_IGNORE
 from ood_seg_node.evaluation.components import ComponentMetrics, best_f1_threshold
 from ood_seg_node.evaluation.metrics import ConfusionMatrix, EvaluationError, StreamingOODMetrics
 from ood_seg_node.evaluation.report import write_report
+from ood_seg_node.evaluation.smiyc_protocol import SmiycPixelMetric, SmiycSegmentMetric
 
 SEQUENCE_BINS = 1 << 12  # per-sequence breakdowns are many; a coarser histogram keeps them small
 PARTIAL_FORMAT = "ood_seg_node.evaluation.partial"
+PROTOCOLS = ("exact", "smiyc")
 
 
 def resize_score(score: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -64,6 +71,19 @@ class HeadRun:
     kept: list[tuple[int, np.ndarray]] = field(default_factory=list)
     worst: list[tuple[int, int]] = field(default_factory=list)  # min-heap of (error pixels, frame index)
     class_names: tuple[str, ...] = CLASS_NAMES  # the label space of ``predicted`` and ``semantic``
+    protocol: str = "exact"  # exact (unbinned) or smiyc (the benchmark's own computation)
+    float16: bool = False  # round scores to float16 first, as the benchmark stores them
+    smiyc_pixel: SmiycPixelMetric | None = None
+    smiyc_segments: SmiycSegmentMetric | None = None
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise EvaluationError(f"unknown protocol {self.protocol!r}; valid: {', '.join(PROTOCOLS)}")
+        if self.protocol == "smiyc" and self.smiyc_pixel is None:
+            self.smiyc_pixel = SmiycPixelMetric()
+
+    def _stored(self, score: np.ndarray) -> np.ndarray:
+        return score.astype(np.float16).astype(np.float32) if self.float16 else score
 
     def add(self, index: int, score: np.ndarray, gt: np.ndarray, *, sequence: str = "",
             kept: np.ndarray | None = None, predicted: np.ndarray | None = None,
@@ -71,9 +91,14 @@ class HeadRun:
         """One frame: ``score`` at the ground truth's size; ``kept`` (default ``score``) for pass 2."""
         if score.shape != gt.shape:
             raise EvaluationError(f"head {self.name}: score {score.shape} and ground truth {gt.shape} differ")
+        score = self._stored(score)
         self.pixel.update(score, gt)
+        if self.smiyc_pixel is not None:
+            self.smiyc_pixel.update(score, gt)
         self.sequences.setdefault(sequence, StreamingOODMetrics(SEQUENCE_BINS)).update(score, gt)
-        self.kept.append((index, (score if kept is None else kept).astype(np.float16)))
+        # smiyc replays the very scores of pass 1 (resized again in float32); exact needs float16 only
+        kept_type = np.float32 if self.protocol == "smiyc" else np.float16
+        self.kept.append((index, (score if kept is None else kept).astype(kept_type)))
         if predicted is not None and semantic is not None:
             if self.confusion is None:
                 self.confusion = ConfusionMatrix(len(self.class_names), self.class_names)
@@ -84,17 +109,27 @@ class HeadRun:
     def threshold(self) -> float:
         if self.component_threshold is not None and not math.isnan(self.component_threshold):
             return self.component_threshold
+        if self.smiyc_pixel is not None:
+            return float(self.smiyc_pixel.compute()["best_f1_threshold"])
         return float(best_f1_threshold(self.pixel))
 
     def second_pass(self, labels: Mapping[int, np.ndarray], keep_worst: int) -> None:
         """Component metrics (and worst frames) at the SMIYC threshold from the kept scores, then frees them."""
         threshold = self.threshold()
         self.component_threshold = threshold
-        self.components = ComponentMetrics(self.kind)
+        if self.protocol == "smiyc":
+            self.smiyc_segments = SmiycSegmentMetric(self.kind, threshold)
+        else:
+            self.components = ComponentMetrics(self.kind)
         for index, score in self.kept:
             gt = labels[index]
-            mask = resize_score(score, gt.shape) >= threshold
-            self.components.update(mask, gt)
+            full = self._stored(resize_score(score, gt.shape))
+            if self.smiyc_segments is not None:
+                self.smiyc_segments.update(full, gt)
+                mask = full > threshold  # the benchmark's comparison
+            else:
+                mask = full >= threshold
+                self.components.update(mask, gt)
             errors = int(((mask != (gt == OOD_ANOMALY)) & (gt != OOD_IGNORE)).sum())
             heapq.heappush(self.worst, (errors, index))
             if len(self.worst) > keep_worst:
@@ -103,10 +138,15 @@ class HeadRun:
 
     def result(self) -> dict[str, Any]:
         pixel = self.pixel.compute()
-        result: dict[str, Any] = {k: pixel[k] for k in ("ap", "fpr95", "auroc", "pixels_in", "pixels_out")}
+        result: dict[str, Any] = {"protocol": self.protocol, "float16": self.float16}
+        result.update({k: pixel[k] for k in ("ap", "fpr95", "auroc", "pixels_in", "pixels_out")})
         result["frames"] = pixel["frames"]
-        if self.components is not None:
-            components = self.components.compute()
+        if self.smiyc_pixel is not None:
+            result["exact"] = {k: pixel[k] for k in ("ap", "fpr95", "auroc")}
+            result.update({k: v for k, v in self.smiyc_pixel.compute().items() if k in ("ap", "fpr95", "auroc")})
+        components = (self.smiyc_segments or self.components)
+        if components is not None:
+            components = components.compute()
             result.update({k: components[k] for k in ("siou", "ppv", "mean_f1", "gt_components",
                                                       "pred_components")})
         result["component_threshold"] = self.component_threshold
@@ -132,12 +172,20 @@ class HeadRun:
             "components": self.components.state_dict() if self.components else None,
             "confusion": self.confusion.state_dict() if self.confusion else None,
             "latencies": self.latencies,
+            "protocol": self.protocol, "float16": self.float16,
+            "smiyc_pixel": self.smiyc_pixel.state_dict() if self.smiyc_pixel else None,
+            "smiyc_segments": self.smiyc_segments.state_dict() if self.smiyc_segments else None,
         }
 
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> HeadRun:
         run = cls(state["name"], state["kind"], state["component_threshold"],
-                  pixel=StreamingOODMetrics.from_state_dict(state["pixel"]))
+                  pixel=StreamingOODMetrics.from_state_dict(state["pixel"]),
+                  protocol=state.get("protocol", "exact"), float16=bool(state.get("float16", False)),
+                  smiyc_pixel=SmiycPixelMetric.from_state_dict(state["smiyc_pixel"]) if state.get("smiyc_pixel")
+                  else None)
+        if state.get("smiyc_segments"):
+            run.smiyc_segments = SmiycSegmentMetric.from_state_dict(state["smiyc_segments"])
         run.sequences = {k: StreamingOODMetrics.from_state_dict(v) for k, v in state["sequences"].items()}
         if state.get("components"):
             run.components = ComponentMetrics.from_state_dict(state["components"])
@@ -156,7 +204,10 @@ class HeadRun:
                 self.sequences[name].merge(metrics)
             else:
                 self.sequences[name] = metrics
-        for attr in ("components", "confusion"):
+        if (other.protocol, other.float16) != (self.protocol, self.float16):
+            raise EvaluationError(f"head {self.name}: shards used different protocols ({self.protocol} vs "
+                                  f"{other.protocol}, float16 {self.float16} vs {other.float16})")
+        for attr in ("components", "confusion", "smiyc_pixel", "smiyc_segments"):
             mine, theirs = getattr(self, attr), getattr(other, attr)
             if mine is not None and theirs is not None:
                 mine.merge(theirs)
@@ -197,12 +248,16 @@ class Accumulator:
         kind: ``obstacle`` or ``anomaly`` (SMIYC component size filters).
         thresholds: head name -> fixed component threshold (None = the run's best-F1 threshold).
         class_names: head name -> the classes its segmenter predicts (Cityscapes' when not given).
+        protocol: ``exact`` or ``smiyc`` (see the module docstring).
+        float16: round scores to float16 before every metric, as the SMIYC benchmark stores them.
     """
 
     def __init__(self, kind: str, thresholds: Mapping[str, float | None],
-                 class_names: Mapping[str, Sequence[str]] | None = None) -> None:
+                 class_names: Mapping[str, Sequence[str]] | None = None, *, protocol: str = "exact",
+                 float16: bool = False) -> None:
         names = dict(class_names or {})
-        self.heads = {name: HeadRun(name, kind, threshold, class_names=tuple(names.get(name, CLASS_NAMES)))
+        self.heads = {name: HeadRun(name, kind, threshold, class_names=tuple(names.get(name, CLASS_NAMES)),
+                                    protocol=protocol, float16=float16)
                       for name, threshold in thresholds.items()}
         self.labels = CompressedLabels()
         self.kind = kind
