@@ -140,7 +140,8 @@ def test_validate_on_a_bag_without_labels(tmp_path):
     write_bag(tmp_path / "drive", unlabelled, progress=False)
     report, params = _validate(tmp_path, "--bag", str(tmp_path / "drive"))
     clean = report["conditions"][0]
-    assert clean["miou"] is None and clean["ece"] is None  # no labels: no mIoU/ECE ...
+    # no labels: no mIoU, ECE or temperature ...
+    assert clean["miou"] is None and clean["ece"] is None and report["temperature"] is None
     assert clean["heads"]["energy"]["pixels_out"] > 0  # ... but the inserted objects are anomalies to find
     assert math.isfinite(params["threshold"]) and report["thresholds"]["msp"]["target"] == {"fpr": 0.05}
 

@@ -164,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
         f"ood_seg validate: {primary} threshold for {kind.upper()} {target} on {meta['source']} "
         f"({total} source frames x {len(result.conditions)} conditions)",
         f"held-out frames: TPR {fit['heldout_tpr']:.4f}, FPR {fit['heldout_fpr']:.4f}",
-        f"label temperature {result.temperature:.4f} (ECE fit; the node publishes no confidences, so it is "
-        "recorded here and in report.json only)",
+        (f"label temperature {result.temperature:.4f} (ECE fit; the node publishes no confidences, so it is "
+         "recorded here and in report.json only)") if result.temperature is not None
+        else "label temperature: not fitted (the frames have no class labels)",
         f"use: ros2 launch ood_seg_node ood_seg.launch.py params_file:={out / 'calibration.yaml'}",
     ])
     print(format_summary(result))

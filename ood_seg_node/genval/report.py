@@ -81,7 +81,7 @@ def _plot_severity(out: Path, result: ValidationResult) -> list[Path]:
                 axis.plot(severities, [_nan(e.get(key)) for e in entries], marker="o", color="k", label="T = 1")
                 if key == "ece":
                     axis.plot(severities, [_nan(e.get("ece_calibrated")) for e in entries], marker="s",
-                              linestyle="--", color="tab:green", label=f"T = {result.temperature:.2f}")
+                              linestyle="--", color="tab:green", label=f"T = {_fmt(result.temperature)}")
             axis.set_title(f"{shift}: {title}", fontsize=9)
             axis.set_xticks(severities)
             axis.set_xlabel("severity (0 = clean)", fontsize=8)
@@ -144,7 +144,8 @@ def format_summary(result: ValidationResult) -> str:
                          for h in heads)
         lines.append(f"{entry['condition']:<16} {_fmt(entry.get('miou')):>6} {_fmt(entry.get('ece')):>6} "
                      f"{_fmt(entry.get('ece_calibrated')):>7} {cells}")
-    lines.append(f"temperature {result.temperature:.3f}")
+    lines.append(f"temperature {result.temperature:.3f}" if result.temperature is not None
+                 else "temperature: not fitted (the frames have no class labels)")
     if result.reliability_heldout:
         before, after = result.reliability_heldout["before"], result.reliability_heldout["after"]
         lines.append(f"held-out pixels of every condition: ECE {before['ece']:.4f} -> {after['ece']:.4f}, NLL "

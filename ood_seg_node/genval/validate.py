@@ -91,7 +91,7 @@ class ValidationResult:
     """Everything ``report.json`` holds, plus the fitted calibration."""
 
     conditions: list[dict[str, Any]] = field(default_factory=list)
-    temperature: float = 1.0
+    temperature: float | None = None  # None: no class labels to fit one on
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
     reliability_clean: dict[str, Any] = field(default_factory=dict)
     reliability_heldout: dict[str, Any] = field(default_factory=dict)  # every condition's held-out pixels
@@ -235,7 +235,7 @@ def _calibrate(result: ValidationResult, names: list[str], fit_scores: dict[str,
                options: ValidationOptions) -> None:
     """Temperature (ECE grid search on fit pixels) and per-head thresholds; both checked on held-out frames."""
     logits, labels = fit_sample.arrays()
-    temperature = fit_temperature(logits, labels)[0] if labels.size else 1.0
+    temperature = fit_temperature(logits, labels)[0] if labels.size else None
     result.temperature = temperature
     clean = result.conditions[0]["miou"]
     for entry in result.conditions:
