@@ -122,7 +122,8 @@ def evaluate_frames(
         scorers: heads grouped by the forward pass they share.
         kind: ``obstacle`` or ``anomaly`` (SMIYC component size filters).
         total: frame count for the progress bar.
-        shard: (i, n): evaluate frames whose position p satisfies p % n == i.
+        shard: (i, n): evaluate frames whose position p satisfies p % n == i. Frames without anomaly ground
+            truth are skipped and counted (``frames_without_labels`` in the run's metadata).
         component_thresholds: fixed component thresholds per head; required per head when sharding
             (defaults to the head's calibrated threshold there).
         overlays_dir: where to write the worst frames' overlays (None = none).
@@ -150,11 +151,13 @@ def evaluate_frames(
     accumulator = Accumulator(kind, thresholds, {name: scorer.class_names for scorer in scorers
                                                  for name in scorer.names if scorer.class_names},
                               protocol=protocol, float16=float16)
+    unlabelled = 0
     for position, frame in enumerate(tqdm(frames(), total=total, desc="evaluating", unit="frame")):
         if position % shards != index_of_shard:
             continue
-        if frame.ood_gt is None:
-            raise EvaluationError(f"frame {frame.name} has no anomaly ground truth")
+        if frame.ood_gt is None:  # e.g. a benchmark's test frames, whose labels are not public
+            unlabelled += 1
+            continue
         scores = [scorer.score(frame) for scorer in scorers]
         accumulator.add(
             position, frame.ood_gt, {k: v for s in scores for k, v in s.full.items()}, sequence=frame.sequence,
@@ -162,7 +165,10 @@ def evaluate_frames(
             predicted={name: s.labels for s in scores if s.labels is not None for name in s.full},
             semantic=frame.semantic, latency={k: v for s in scores for k, v in s.latency_ms.items()},
         )
-    run = accumulator.finish(keep_worst=overlays, meta={**(meta or {}),
+    if not accumulator.frames:
+        raise EvaluationError(f"none of the {unlabelled} frames has anomaly ground truth (a benchmark's test labels "
+                              "are not public: evaluate its validation frames, or export-scores for a submission)")
+    run = accumulator.finish(keep_worst=overlays, meta={**(meta or {}), "frames_without_labels": unlabelled,
                                                         **({"shard": f"{index_of_shard}/{shards}"} if sharded else {})})
     if overlays_dir is not None and overlays > 0:
         _write_overlays(Path(overlays_dir), frames, scorers, run.heads)

@@ -81,3 +81,15 @@ def test_lostandfound_ids_drop_the_image_tag(tmp_path):
     folder = tmp_path / "out" / "anomaly_p" / "m" / "LostAndFound-test"
     names = sorted(p.stem for p in folder.iterdir())
     assert names == sorted(frame_id(n) for n in written.names) and not any("leftImg8bit" in n for n in names)
+
+
+def test_evaluate_skips_frames_without_labels_and_counts_them(tmp_path):
+    make_smiyc(tmp_path / "at", unlabeled=("validation0002",))
+    spec = f"smiyc-anomaly:{tmp_path / 'at'}"
+    assert main(["evaluate", "--dataset", spec, "--head", "msp", "--device", "cpu", "--overlays", "0",
+                 "--out", str(tmp_path / "e")]) == 0
+    report = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert report["run"]["frames_without_labels"] == 1 and report["heads"]["msp"]["frames"] == 2
+    make_smiyc(tmp_path / "none", unlabeled=("validation0000", "validation0001", "validation0002"))
+    assert main(["evaluate", "--dataset", f"smiyc-anomaly:{tmp_path / 'none'}", "--head", "msp", "--device", "cpu",
+                 "--out", str(tmp_path / "n")]) == 1
