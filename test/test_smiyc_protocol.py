@@ -403,7 +403,7 @@ def test_evaluate_with_the_smiyc_protocol_reports_the_benchmark_computation(tmp_
     for score, frame in zip(scores, frames):
         pixel.update(score, frame.ood_gt)
     expected = pixel.compute()
-    segments = SmiycSegmentMetric("obstacle", expected["best_f1_threshold"])
+    segments = SmiycSegmentMetric("obstacle", float(np.float16(expected["best_f1_threshold"])))
     for score, frame in zip(scores, frames):
         segments.update(score, frame.ood_gt)
     assert result["protocol"] == "smiyc" and result["float16"] is True and set(result["exact"]) == {"ap", "fpr95",
