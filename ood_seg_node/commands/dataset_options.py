@@ -1,5 +1,5 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""Dataset-selection flags shared by ``make-bag`` and ``evaluate``, and opening a dataset from them."""
+"""Flags shared by several commands: dataset selection (and opening a dataset from them), and the model."""
 
 from __future__ import annotations
 
@@ -25,6 +25,13 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) ->
     parser.add_argument("--skip-bad", action="store_true",
                         help="skip frames whose dataset files are missing or corrupt (with a warning) instead "
                              "of stopping (datasets only: a damaged bag is always an error)")
+
+
+def add_model_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--segmenter``, ``--segmenter-checkpoint`` and ``--device``, as the node's parameters of the same names."""
+    parser.add_argument("--segmenter", default="builtin", help="segmenter spec (default: %(default)s)")
+    parser.add_argument("--segmenter-checkpoint", default="", help="segmenter weights (as published)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
 
 
 def open_from_args(args: argparse.Namespace) -> tuple[Any, Callable[[], Iterable[Any]], int]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ood_seg_node.commands.dataset_options import add_dataset_arguments, open_from_args
+from ood_seg_node.commands.dataset_options import add_dataset_arguments, add_model_arguments, open_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     methods.add_argument("--scores", metavar="DIR",
                          help="precomputed score maps, one float32 <frame name>.npy per frame")
     methods.add_argument("--scores-name", default="", help="name of the --scores method (default: folder name)")
-    methods.add_argument("--segmenter", default="builtin", help="segmenter spec (default: %(default)s)")
-    methods.add_argument("--segmenter-checkpoint", default="", help="segmenter weights")
-    methods.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    add_model_arguments(methods)
     methods.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
                          help="run the heads in PyTorch or as one exported ONNX graph in ONNX Runtime "
                               "(default: %(default)s)")

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import argparse
 
-from ood_seg_node.commands.dataset_options import add_dataset_arguments, open_from_args
+from ood_seg_node.commands.dataset_options import add_dataset_arguments, add_model_arguments, open_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_dataset_arguments(parser, required=True)
     parser.add_argument("--head", required=True, help="head whose score is exported")
     parser.add_argument("--head-checkpoint", default="", help="weights of the head (default: shipped)")
-    parser.add_argument("--segmenter", default="builtin", help="segmenter spec (default: %(default)s)")
-    parser.add_argument("--segmenter-checkpoint", default="", help="segmenter weights")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    add_model_arguments(parser)
     parser.add_argument("--score-resolution", choices=("native", "input"), default="native",
                         help="native: score at the logits' resolution, upsampled; input: logits upsampled first, "
                              "as the methods' official code (default: %(default)s)")

@@ -19,7 +19,7 @@ import itertools
 import math
 from pathlib import Path
 
-from ood_seg_node.commands.dataset_options import add_dataset_arguments, open_from_args
+from ood_seg_node.commands.dataset_options import add_dataset_arguments, add_model_arguments, open_from_args
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,9 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     model.add_argument("--head", action="append", default=[], metavar="NAME",
                        help="head to measure; repeat to compare (the first is the one calibration.yaml is for)")
     model.add_argument("--head-checkpoint", default="", help="weights of the first head (default: shipped)")
-    model.add_argument("--segmenter", default="builtin", help="segmenter spec (default: %(default)s)")
-    model.add_argument("--segmenter-checkpoint", default="", help="segmenter weights")
-    model.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    add_model_arguments(model)
     generate = parser.add_argument_group("synthetic conditions")
     generate.add_argument("--shifts", default="all",
                           help="comma-separated covariate shifts, 'all' or 'none' (default: %(default)s)")

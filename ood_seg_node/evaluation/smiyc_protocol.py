@@ -55,6 +55,14 @@ _PIXEL_FORMAT = "ood_seg_node.SmiycPixelMetric"
 _SEGMENT_FORMAT = "ood_seg_node.SmiycSegmentMetric"
 
 
+def _checked_state(state: Any, format_name: str) -> str:
+    """The error prefix for a state dict of ``format_name``; raises unless it is one, at version 1."""
+    what = f"{format_name} state"
+    if not isinstance(state, dict) or state.get("format") != format_name or state.get("version") != 1:
+        raise EvaluationError(f"{what}: not a version-1 {format_name} state dict")
+    return what
+
+
 def _checked_scores(score: Any, label: Any, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Validate one frame; return (score, label, ROI mask ``label < 255``, the only void value as in ``pc``)."""
     score, label = np.asarray(score), np.asarray(label)
@@ -242,9 +250,7 @@ class SmiycPixelMetric:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> SmiycPixelMetric:
         """Rebuild from :meth:`state_dict` output (e.g. after ``json.load``)."""
-        what = f"{_PIXEL_FORMAT} state"
-        if not isinstance(state, dict) or state.get("format") != _PIXEL_FORMAT or state.get("version") != 1:
-            raise EvaluationError(f"{what}: not a version-1 {_PIXEL_FORMAT} state dict")
+        what = _checked_state(state, _PIXEL_FORMAT)
         try:
             metric = cls()
             n = int(state["bins"])
@@ -382,9 +388,7 @@ class SmiycSegmentMetric:
     @classmethod
     def from_state_dict(cls, state: dict[str, Any]) -> SmiycSegmentMetric:
         """Rebuild from :meth:`state_dict` output."""
-        what = f"{_SEGMENT_FORMAT} state"
-        if not isinstance(state, dict) or state.get("format") != _SEGMENT_FORMAT or state.get("version") != 1:
-            raise EvaluationError(f"{what}: not a version-1 {_SEGMENT_FORMAT} state dict")
+        what = _checked_state(state, _SEGMENT_FORMAT)
         try:
             metric = cls(state["track"], state["threshold"])
             for name in ("tp", "fn", "fp"):
