@@ -116,27 +116,27 @@ def run(args: argparse.Namespace) -> int:
     severities = tuple(int(s) for s in args.severities.split(",") if s.strip())
     if not severities or any(s not in SEVERITIES for s in severities):
         raise ShiftError(f"--severities must be a subset of {','.join(map(str, SEVERITIES))}, got {args.severities}")
+    if args.horizon is not None and not 0.0 < args.horizon < 1.0:
+        raise ValueError(f"--horizon must be a fraction in (0, 1), got {args.horizon}")
     frames, total, camera, world = _source(args)
-    bank = ObjectBank.procedural(seed=args.seed or 0)
+    seed = args.seed or 0
+    bank = ObjectBank.procedural(seed=seed)
     if args.objects:
-        bank = bank.combined(ObjectBank.from_folder(args.objects, seed=args.seed or 0))
+        bank = bank.combined(ObjectBank.from_folder(args.objects, seed=seed))
     inserter = None
     if args.inpaint_model:
         from ood_seg_node.genval.inpaint import DiffusionInpainter
 
         inserter = DiffusionInpainter(args.inpaint_model, device=args.device, steps=args.inpaint_steps,
                                       size=args.inpaint_size)
-    ground = GroundCamera.from_camera_model(camera) if camera is not None else None
-    if args.horizon is not None:
-        if not 0.0 < args.horizon < 1.0:
-            raise ValueError(f"--horizon must be a fraction in (0, 1), got {args.horizon}")
-        ground = None  # per frame size, below
+    # the source's camera, unless --horizon asks for the flat-ground prior (built per image size)
+    ground = GroundCamera.from_camera_model(camera) if camera is not None and args.horizon is None else None
     pipeline = Pipeline.from_names(segmenter=args.segmenter, head=args.head,
                                    segmenter_checkpoint=args.segmenter_checkpoint,
                                    head_checkpoint=args.head_checkpoint, device=args.device, keep_logits=True)
     options = ValidationOptions(
         shifts=parse_shifts(args.shifts), severities=severities, objects_per_frame=args.insert, bank=bank,
-        seed=args.seed or 0, holdout_every=args.holdout_every, target_tpr=args.target_tpr,
+        seed=seed, holdout_every=args.holdout_every, target_tpr=args.target_tpr,
         target_fpr=args.target_fpr if args.target_tpr is not None or args.target_fpr is not None else 0.05,
         camera=ground, horizon_fraction=args.horizon, inserter=inserter, world=world,
     )

@@ -37,26 +37,31 @@ def _softmax_stats(logits: np.ndarray, labels: np.ndarray, temperature: float) -
     return best.exp().numpy(), (predicted == target).numpy(), nll.numpy()
 
 
+def _confidence_bins(confidence: np.ndarray, correct: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray,
+                                                                                      np.ndarray]:
+    """Per equal-width confidence bin: pixel count, correct pixels, summed confidence."""
+    index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
+    return (np.bincount(index, minlength=bins), np.bincount(index, correct.astype(np.float64), bins),
+            np.bincount(index, confidence, bins))
+
+
+def _ece(count: np.ndarray, right: np.ndarray, confident: np.ndarray) -> float:
+    return float(np.abs(right - confident).sum() / count.sum()) if count.sum() else math.nan
+
+
 def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = ECE_BINS) -> float:
     """Pixel ECE: sum over equal-width confidence bins of |accuracy - mean confidence| weighted by the bin's share."""
-    if confidence.size == 0:
-        return math.nan
-    index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    count = np.bincount(index, minlength=bins)
-    gap = np.abs(np.bincount(index, correct.astype(np.float64), bins) - np.bincount(index, confidence, bins))
-    return float(gap.sum() / count.sum())
+    return _ece(*_confidence_bins(confidence, correct, bins))
 
 
 def reliability(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0,
                 bins: int = ECE_BINS) -> dict[str, object]:
     """ECE, NLL, accuracy and the reliability diagram (per-bin accuracy, confidence, share) at a temperature."""
     confidence, correct, nll = _softmax_stats(logits, labels, temperature)
-    index = np.minimum((confidence * bins).astype(np.int64), bins - 1)
-    count = np.bincount(index, minlength=bins)
+    count, right, confident = _confidence_bins(confidence, correct, bins)
     with np.errstate(invalid="ignore", divide="ignore"):
-        accuracy = np.bincount(index, correct.astype(np.float64), bins) / count
-        mean_confidence = np.bincount(index, confidence, bins) / count
-    return {"ece": expected_calibration_error(confidence, correct, bins), "nll": float(nll.mean()),
+        accuracy, mean_confidence = right / count, confident / count
+    return {"ece": _ece(count, right, confident), "nll": float(nll.mean()),
             "accuracy": float(correct.mean()), "pixels": int(labels.size),
             "bins": {"accuracy": accuracy.tolist(), "confidence": mean_confidence.tolist(),
                      "share": (count / max(count.sum(), 1)).tolist()}}

@@ -106,16 +106,16 @@ class _Generator:
         self.options = options
         self.insert = options.inserter or functools.partial(
             insert_objects, bank=options.bank or ObjectBank.procedural(seed=options.seed))
-        self.drivable: dict[int, np.ndarray] = {}  # position -> packed road mask (from labels or prediction)
-        self.shapes: dict[int, tuple[int, int]] = {}
+        # position -> (packed road mask, its shape); from the labels, or the segmenter's prediction on the clean frame
+        self.roads: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
         self.wet_worlds: dict[int, Any] = {}
 
     def remember_road(self, position: int, road: np.ndarray) -> None:
-        self.drivable[position], self.shapes[position] = np.packbits(road), road.shape
+        self.roads[position] = np.packbits(road), road.shape
 
     def road(self, position: int) -> np.ndarray:
-        height, width = self.shapes[position]
-        return np.unpackbits(self.drivable[position], count=height * width).reshape(height, width).astype(bool)
+        packed, (height, width) = self.roads[position]
+        return np.unpackbits(packed, count=height * width).reshape(height, width).astype(bool)
 
     def render(self, position: int, frame: Frame, condition: Condition) -> tuple[np.ndarray, np.ndarray,
                                                                                 np.ndarray | None]:
@@ -189,7 +189,7 @@ def run_validation(frames: Callable[[], Iterable[Frame]], pipeline, options: Val
         held = held_samples.setdefault(condition.name, CalibrationSample(limit=60_000, seed=options.seed + 1))
         for position, frame in enumerate(tqdm(frames(), total=total, desc=f"validate {condition.name}",
                                               unit="frame", leave=False)):
-            if position not in generator.drivable:
+            if position not in generator.roads:
                 known = frame.semantic is not None and frame.label_space == space.name
                 predicted = None if known else pipeline.process(frame.image).labels
                 generator.remember_road(position, _road_mask(frame, predicted, space))
