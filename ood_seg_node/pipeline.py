@@ -20,11 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ood_seg_node.camera import CameraView
 from ood_seg_node.deploy import BACKENDS, OnnxRuntimeRunner
 from ood_seg_node.fastpath import FastPath
 from ood_seg_node.heads import Head, build_head
 from ood_seg_node.obstacles import Obstacle, find_obstacles
 from ood_seg_node.segmenters import Segmenter, SegmenterOutput, build_segmenter, name_outputs
+from ood_seg_node.temporal import ObstacleTracker, TemporalFusion, Track
 
 SCORE_RESOLUTIONS = ("native", "input")
 
@@ -64,6 +66,9 @@ class FrameResult:
             ``postprocess``, ``total``.
         logits: (C, h, w) float32 logits the labels were taken from, when the pipeline keeps them
             (``keep_logits``, torch backend: calibration measures need them), else None.
+        tracks: the tracks of this frame's obstacles, in the order of ``obstacles`` (stable IDs across frames).
+        restart: why this frame started a new temporal sequence (``first frame``, a stamp gap, ...), empty
+            when it continued one; with ``temporal_fusion`` other than ``none`` such a frame is scored alone.
     """
 
     labels: np.ndarray
@@ -75,6 +80,8 @@ class FrameResult:
     native_scores: dict[str, np.ndarray] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     logits: np.ndarray | None = None
+    tracks: list[Track] = field(default_factory=list)
+    restart: str = ""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -110,6 +117,14 @@ class Pipeline:
         fp16: half-precision TensorRT engines (``onnxruntime`` on ``cuda`` only).
         cache_dir: where exported graphs and TensorRT engines are kept (default ``~/.cache/ood_seg_node``).
         keep_logits: return each frame's logits in :attr:`FrameResult.logits` (torch backend).
+        temporal_fusion: ``none``, ``flow`` or ``ground``: every head's score fused with the previous frames'
+            along the scene's motion (:mod:`ood_seg_node.temporal.fusion`); frames go through :meth:`process`
+            in order, :meth:`restart` between sequences.
+        temporal_alpha: weight of the current frame in the fusion, in (0, 1].
+        temporal_max_gap: stamp gap (seconds) above which a frame starts a new sequence.
+        track_confirm_hits: an obstacle track is confirmed when seen in this many of the last
+            ``track_window`` frames.
+        track_window: see ``track_confirm_hits``.
     """
 
     def __init__(
@@ -128,6 +143,11 @@ class Pipeline:
         fp16: bool = False,
         cache_dir: str = "",
         keep_logits: bool = False,
+        temporal_fusion: str = "none",
+        temporal_alpha: float = 0.5,
+        temporal_max_gap: float = 0.5,
+        track_confirm_hits: int = 3,
+        track_window: int = 5,
     ) -> None:
         self.heads: list[Head] = [heads] if isinstance(heads, Head) else list(heads)
         if not self.heads:
@@ -163,6 +183,8 @@ class Pipeline:
             raise ValueError("keep_logits needs backend torch (the exported graph returns labels and scores only)")
         self.keep_logits = keep_logits
         self._kept_logits: torch.Tensor | None = None
+        self.fusion = TemporalFusion(temporal_fusion, alpha=temporal_alpha, max_gap_s=temporal_max_gap)
+        self.tracker = ObstacleTracker(confirm_hits=track_confirm_hits, window=track_window)
         self.runner = OnnxRuntimeRunner(self.segmenter, self.heads, self.names, score_resolution=score_resolution,
                                         device=self.device, fp16=fp16, cache_dir=cache_dir or None) \
             if backend == "onnxruntime" else None
@@ -253,12 +275,32 @@ class Pipeline:
     def warm_up(self, size: tuple[int, int]) -> None:
         """One grey (H, W) frame through everything: traces, exports and engines are built now, not on a frame."""
         self.process(np.full((*size, 3), 128, dtype=np.uint8))
+        self.restart()
 
-    def process(self, rgb: np.ndarray) -> FrameResult:
-        """Run the segmenter and every head on one HxWx3 uint8 RGB frame."""
+    def restart(self) -> None:
+        """The next frame starts a new sequence: no fusion with the frames before it, no track continues."""
+        self.fusion.reset()
+        self.tracker.reset()
+
+    def process(self, rgb: np.ndarray, *, stamp: float | None = None, view: CameraView | None = None) -> FrameResult:
+        """Run the segmenter and every head on one HxWx3 uint8 RGB frame.
+
+        Args:
+            rgb: the frame.
+            stamp: its time in seconds (temporal fusion restarts on a gap; None = the next frame in order).
+            view: its camera's intrinsics, mount and pose (``temporal_fusion: ground`` needs it).
+        """
         started = time.perf_counter()
         labels, scores, timings = self.infer(rgb)
         post_started = time.perf_counter()
+        native_scores = {name: score.cpu().numpy() for name, score in scores.items()}
+        fused = self.fusion.step(native_scores, rgb, stamp=stamp, view=view)
+        if self.fusion.mode != "none":
+            native_scores = fused.scores
+            scores = {name: torch.from_numpy(score) for name, score in native_scores.items()}
+            timings["fusion"] = fused.elapsed_ms
+        if fused.cut:
+            self.tracker.reset()
         height, width = rgb.shape[:2]
         full_scores = {name: upsample_score(score, (height, width)) for name, score in scores.items()}
         labels_np = labels.to(torch.uint8).cpu().numpy()
@@ -267,16 +309,16 @@ class Pipeline:
         primary = full_scores[self.names[0]]
         threshold = self.effective_threshold
         mask = primary >= threshold
-        native_scores = {name: score.cpu().numpy() for name, score in scores.items()}
         native = native_scores[self.names[0]]
         scale = (height / native.shape[0], width / native.shape[1])
         obstacles = find_obstacles(native >= threshold, native, self.min_obstacle_area, scale)
+        tracks = self.tracker.update(obstacles, fused.correspondence.get(native.shape), scale)
         done = time.perf_counter()
         timings["postprocess"] = (done - post_started) * 1e3
         timings["total"] = (done - started) * 1e3
         kept = self._kept_logits.float().cpu().numpy() if self.keep_logits else None
         return FrameResult(labels_np, primary, mask, obstacles, threshold, full_scores, native_scores, timings,
-                           kept)
+                           kept, tracks, fused.restart)
 
 
 def upsample_score(score: torch.Tensor, size: tuple[int, int]) -> np.ndarray:

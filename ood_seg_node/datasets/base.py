@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ood_seg_node.camera import CameraView
 from ood_seg_node.label_spaces import CITYSCAPES
 
 
@@ -27,6 +28,8 @@ class Frame:
         index: frame number inside its sequence.
         label_space: the class set of ``semantic`` (see :mod:`ood_seg_node.label_spaces`).
         depth: HxW float32 camera depth in metres when the source renders it (``synthetic``), else None.
+        view: the camera's intrinsics, mount and pose when the source knows them (``synthetic``), else None;
+            ground-plane temporal fusion needs it.
     """
 
     image: np.ndarray
@@ -37,3 +40,4 @@ class Frame:
     index: int = 0
     label_space: str = CITYSCAPES.name
     depth: np.ndarray | None = None
+    view: CameraView | None = None

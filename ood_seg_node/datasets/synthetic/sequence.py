@@ -14,9 +14,10 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ood_seg_node.camera import CameraView
 from ood_seg_node.datasets.base import DatasetError, Frame
 from ood_seg_node.datasets.synthetic.builder import _Builder
-from ood_seg_node.datasets.synthetic.camera import CameraModel
+from ood_seg_node.datasets.synthetic.camera import CameraModel, _rotation
 from ood_seg_node.datasets.synthetic.constants import _VIEW_AHEAD
 from ood_seg_node.datasets.synthetic.render import _Renderer
 
@@ -91,6 +92,7 @@ class SyntheticSequence:
             sequence=self.sequence,
             index=index,
             depth=depth,
+            view=self.view(index),
         )
 
     def __iter__(self) -> Iterator[Frame]:
@@ -110,6 +112,16 @@ class SyntheticSequence:
         variant._world = dataclasses.replace(self._world, wet=float(wet))
         variant._renderer = _Renderer(variant._world, self.camera)
         return variant
+
+    def view(self, index: int) -> CameraView:
+        """The camera at a frame: intrinsics, mount above the flat road, optical frame -> world pose."""
+        position, yaw = self.pose(index)
+        camera = self.camera
+        world_from_camera = np.eye(4)
+        world_from_camera[:3, :3] = _rotation(yaw, camera.pitch_rad).T
+        world_from_camera[:3, 3] = position
+        return CameraView((camera.fx, camera.fy, camera.cx, camera.cy), camera.height_m, camera.pitch_rad,
+                          world_from_camera)
 
     def pose(self, index: int) -> tuple[np.ndarray, float]:
         """World position of the camera (x, y, z; y up, z along the road) and its heading yaw at a frame."""
