@@ -15,40 +15,47 @@ tracks only removes them at the price of ``confirm_hits - 1`` frames of latency 
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ood_seg_node.obstacles import Obstacle
 from ood_seg_node.temporal.fusion import Correspondence
 
 
-@dataclass(eq=False)
+@dataclass(frozen=True)
 class Track:
-    """One object followed across frames.
+    """One object followed across frames, as it stands after a frame (a snapshot: safe to hand to another thread).
 
     Attributes:
         id: stable identifier (>= 1, never reused by the tracker that made it).
-        obstacle: its component in the latest frame it was seen.
+        obstacle: its component in this frame.
         age: frames since it was first seen (0 on its first frame).
-        hits: whether it was seen, for each of the last ``window`` frames (newest last).
-        seen_total: frames it was seen in, over its life.
-        confirmed: seen in at least ``confirm_hits`` of the last ``window`` frames.
+        seen: frames of the last ``window`` it was seen in (this one included).
+        window: the tracker's window M.
+        seen_total: frames it was seen in, over its life so far.
+        confirmed: seen in at least the tracker's ``confirm_hits`` of the last ``window`` frames.
     """
 
     id: int
     obstacle: Obstacle
-    age: int = 0
-    hits: deque = field(default_factory=deque)
-    seen_total: int = 1
-    confirmed: bool = False
-
-    @property
-    def seen_now(self) -> bool:
-        return bool(self.hits) and self.hits[-1]
+    age: int
+    seen: int
+    window: int
+    seen_total: int
+    confirmed: bool
 
     @property
     def confidence(self) -> float:
-        """Share of the window's frames it was seen in (a track's evidence, whatever the head's score scale)."""
-        return sum(self.hits) / self.hits.maxlen if self.hits.maxlen else 0.0
+        """Share of the window's frames it was seen in (evidence on every head's scale alike)."""
+        return self.seen / self.window
+
+
+@dataclass(eq=False)
+class _LiveTrack:
+    id: int
+    obstacle: Obstacle
+    hits: deque
+    age: int = 0
+    seen_total: int = 1
 
 
 def box_iou(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> float:
@@ -77,11 +84,11 @@ class ObstacleTracker:
             raise ValueError(f"min_iou must lie in (0, 1], got {min_iou}")
         self.confirm_hits, self.window, self.min_iou = int(confirm_hits), int(window), float(min_iou)
         self._next_id = 1
-        self.tracks: list[Track] = []
+        self._tracks: list[_LiveTrack] = []
 
     def reset(self) -> None:
         """Drop every track (a new sequence); IDs keep counting up."""
-        self.tracks = []
+        self._tracks = []
 
     def update(self, obstacles: list[Obstacle], correspondence: Correspondence | None = None,
                scale: tuple[float, float] = (1.0, 1.0)) -> list[Track]:
@@ -94,23 +101,23 @@ class ObstacleTracker:
         """
         previous_boxes = [self._moved_back(o, correspondence, scale) for o in obstacles]
         pairs = sorted(((box_iou(box, _box(track.obstacle)), i, j) for i, box in enumerate(previous_boxes)
-                        for j, track in enumerate(self.tracks)), reverse=True)
-        matched: dict[int, Track] = {}
+                        for j, track in enumerate(self._tracks)), reverse=True)
+        matched: dict[int, _LiveTrack] = {}
         taken: set[int] = set()
         for iou, i, j in pairs:
             if iou < self.min_iou:
                 break
             if i in matched or j in taken:
                 continue
-            matched[i] = self.tracks[j]
+            matched[i] = self._tracks[j]
             taken.add(j)
-        existing, seen = list(self.tracks), []
+        existing, seen = list(self._tracks), []
         for i, obstacle in enumerate(obstacles):
             track = matched.get(i)
             if track is None:
-                track = Track(self._next_id, obstacle, hits=deque(maxlen=self.window))
+                track = _LiveTrack(self._next_id, obstacle, deque(maxlen=self.window))
                 self._next_id += 1
-                self.tracks.append(track)
+                self._tracks.append(track)
             else:
                 track.obstacle, track.age, track.seen_total = obstacle, track.age + 1, track.seen_total + 1
             track.hits.append(True)
@@ -119,10 +126,14 @@ class ObstacleTracker:
             if j not in taken:
                 track.age += 1
                 track.hits.append(False)
-        self.tracks = [track for track in self.tracks if any(track.hits)]
-        for track in self.tracks:
-            track.confirmed = sum(track.hits) >= self.confirm_hits
-        return seen
+        self._tracks = [track for track in self._tracks if any(track.hits)]
+        return [Track(t.id, t.obstacle, t.age, sum(t.hits), self.window, t.seen_total,
+                      sum(t.hits) >= self.confirm_hits) for t in seen]
+
+    @property
+    def live(self) -> int:
+        """Tracks alive now (seen in at least one of the last ``window`` frames)."""
+        return len(self._tracks)
 
     @staticmethod
     def _moved_back(obstacle: Obstacle, correspondence: Correspondence | None,
