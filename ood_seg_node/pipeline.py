@@ -24,7 +24,7 @@ from ood_seg_node.camera import CameraView
 from ood_seg_node.deploy import BACKENDS, OnnxRuntimeRunner
 from ood_seg_node.fastpath import FastPath
 from ood_seg_node.heads import Head, build_head
-from ood_seg_node.obstacles import Obstacle, find_obstacles
+from ood_seg_node.obstacles import Obstacle
 from ood_seg_node.segmenters import Segmenter, SegmenterOutput, build_segmenter, name_outputs
 from ood_seg_node.temporal import ObstacleTracker, TemporalFusion, Track
 
@@ -310,9 +310,8 @@ class Pipeline:
         threshold = self.effective_threshold
         mask = primary >= threshold
         native = native_scores[self.names[0]]
-        scale = (height / native.shape[0], width / native.shape[1])
-        obstacles = find_obstacles(native >= threshold, native, self.min_obstacle_area, scale)
-        tracks = self.tracker.update(obstacles, fused.correspondence.get(native.shape), scale)
+        obstacles, tracks = self.tracker.follow(native, threshold, self.min_obstacle_area, (height, width),
+                                                fused.correspondence.get(native.shape))
         done = time.perf_counter()
         timings["postprocess"] = (done - post_started) * 1e3
         timings["total"] = (done - started) * 1e3

@@ -33,7 +33,7 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-from ood_seg_node.camera import CameraView, ground_homography, ground_region
+from ood_seg_node.camera import CameraView, ground_homography, ground_region, intrinsic_matrix
 
 FUSION_MODES = ("none", "flow", "ground")
 MAX_FLOW_FRACTION = 0.25  # a median motion above this share of the width is a cut or a failed flow
@@ -124,6 +124,35 @@ def ground_correspondence(previous: CameraView, current: CameraView, shape: tupl
     valid = on_ground & np.isfinite(map_x) & np.isfinite(map_y) & (mapped[..., 2] > 0) \
         & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
     return Correspondence(np.nan_to_num(map_x), np.nan_to_num(map_y), valid)
+
+
+def depth_correspondence(previous: CameraView, current: CameraView, depth: np.ndarray,
+                         previous_depth: np.ndarray | None = None, *, tolerance: float = 0.05) -> Correspondence:
+    """The true correspondence of a static scene from the current frame's z-depth and both camera poses.
+
+    For evaluation (ego-motion compensation of the synthetic world, whose renderer gives depth and poses):
+    each pixel is back-projected at its depth and projected into the previous view. With ``previous_depth``
+    a pixel whose point was hidden in the previous frame (its predicted depth more than ``tolerance``
+    relatively behind what was seen there) is invalid.
+    """
+    height, width = depth.shape
+    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    points = np.stack([u, v, np.ones_like(u)], axis=-1) @ np.linalg.inv(intrinsic_matrix(current.intrinsics)).T
+    points = points * depth[..., None]
+    relative = np.linalg.inv(previous.pose) @ current.pose
+    moved = points @ relative[:3, :3].T + relative[:3, 3]
+    projected = moved @ intrinsic_matrix(previous.intrinsics).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        map_x = (projected[..., 0] / projected[..., 2]).astype(np.float32)
+        map_y = (projected[..., 1] / projected[..., 2]).astype(np.float32)
+    valid = np.isfinite(depth) & (depth > 0) & (moved[..., 2] > 0) & np.isfinite(map_x) & np.isfinite(map_y) \
+        & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+    map_x, map_y = np.nan_to_num(map_x), np.nan_to_num(map_y)
+    if previous_depth is not None:
+        seen = previous_depth[np.clip(np.rint(map_y).astype(int), 0, height - 1),
+                              np.clip(np.rint(map_x).astype(int), 0, width - 1)]
+        valid &= moved[..., 2] <= seen * (1.0 + tolerance) + 0.1
+    return Correspondence(map_x, map_y, valid)
 
 
 def new_flow_estimator() -> cv2.DISOpticalFlow:

@@ -17,7 +17,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from ood_seg_node.obstacles import Obstacle
+import numpy as np
+
+from ood_seg_node.obstacles import Obstacle, find_obstacles
 from ood_seg_node.temporal.fusion import Correspondence
 
 
@@ -129,6 +131,17 @@ class ObstacleTracker:
         self._tracks = [track for track in self._tracks if any(track.hits)]
         return [Track(t.id, t.obstacle, t.age, sum(t.hits), self.window, t.seen_total,
                       sum(t.hits) >= self.confirm_hits) for t in seen]
+
+    def follow(self, score: np.ndarray, threshold: float, min_area: float, image_size: tuple[int, int],
+               correspondence: Correspondence | None = None) -> tuple[list[Obstacle], list[Track]]:
+        """Obstacles of a (h, w) score map and their tracks, in the same order.
+
+        Components of ``score >= threshold`` are found at the map's resolution and reported in ``image_size``
+        pixels (see :func:`~ood_seg_node.obstacles.find_obstacles`).
+        """
+        scale = (image_size[0] / score.shape[0], image_size[1] / score.shape[1])
+        obstacles = find_obstacles(score >= threshold, score, min_area, scale)
+        return obstacles, self.update(obstacles, correspondence, scale)
 
     @property
     def live(self) -> int:
