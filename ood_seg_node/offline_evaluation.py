@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -25,6 +25,8 @@ from ood_seg_node.evaluation.accumulator import Accumulator, EvaluationRun, Head
 from ood_seg_node.evaluation.metrics import EvaluationError
 from ood_seg_node.evaluation.report import overlay
 from ood_seg_node.evaluation.score_layout import frame_id, read_score
+from ood_seg_node.evaluation.temporal import TemporalMeter
+from ood_seg_node.temporal import ObstacleTracker, TemporalFusion, Track
 
 
 @dataclass
@@ -35,6 +37,11 @@ class Scores:
     kept: dict[str, np.ndarray] = field(default_factory=dict)  # head -> score to keep for pass 2 (smaller)
     labels: np.ndarray | None = None  # HxW predicted class ids, when in the frame's label space
     latency_ms: dict[str, float] = field(default_factory=dict)
+    tracks: dict[str, list[Track]] | None = None  # head -> the frame's obstacle tracks (temporal scorers)
+    restarted: dict[str, bool] = field(default_factory=dict)  # head -> its fusion restarted without a cut
+    fusion_ms: dict[str, float] = field(default_factory=dict)
+    first: bool = False  # the frame starts a sequence
+    pipeline_ms: float | None = None
 
 
 class Scorer(Protocol):
@@ -49,14 +56,35 @@ class Scorer(Protocol):
 
 
 class PipelineScorer:
-    """Heads sharing one segmenter forward per frame (see :class:`ood_seg_node.pipeline.Pipeline`)."""
+    """Heads sharing one segmenter forward per frame (see :class:`ood_seg_node.pipeline.Pipeline`).
 
-    def __init__(self, pipeline) -> None:
+    With ``fusion_modes`` every head is also fused over time in each mode (one motion estimate per mode for
+    all heads) and its obstacles tracked, as the node does: frames must come in sequence order; a new
+    ``sequence`` or a gap in ``index`` starts a new sequence. One mode keeps the heads' names, several name
+    them ``<head>@<mode>`` (``none`` keeps the plain name).
+    """
+
+    def __init__(self, pipeline, *, fusion_modes: Sequence[str] = (), alpha: float = 0.5,
+                 confirm_hits: int = 3, window: int = 5, mask_thresholds: Mapping[str, float] | None = None) -> None:
         self.pipeline = pipeline
-        self.names = list(pipeline.names)
         self.thresholds = {name: float(head.default_threshold) for name, head in zip(pipeline.names, pipeline.heads)}
         self.label_space = pipeline.segmenter.label_space
         self.class_names = self.label_space.class_names
+        self.fusions = {mode: TemporalFusion(mode, alpha=alpha) for mode in fusion_modes}
+        self._label = {(mode, name): name if len(self.fusions) == 1 or mode == "none" else f"{name}@{mode}"
+                       for mode in self.fusions for name in pipeline.names}
+        self.names = list(self._label.values()) if self.fusions else list(pipeline.names)
+        base = {**self.thresholds, **(mask_thresholds or {})}
+        self.mask_thresholds = {label: base[name] for (_, name), label in self._label.items()}
+        self.thresholds = {label: self.thresholds[name] for (_, name), label in self._label.items()} \
+            if self.fusions else self.thresholds
+        self._trackers = {label: ObstacleTracker(confirm_hits=confirm_hits, window=window)
+                          for label in self._label.values()}
+        self._last: tuple[str, int] | None = None
+
+    @property
+    def temporal(self) -> bool:
+        return bool(self.fusions)
 
     def score(self, frame: Frame) -> Scores:
         """Scores and, when the frame's class ids are in the segmenter's label space, the predicted labels."""
@@ -64,8 +92,34 @@ class PipelineScorer:
         timings = result.timings_ms
         shared = timings["preprocess"] + timings["segmenter"]
         labels = result.labels if frame.label_space == self.label_space.name else None
-        return Scores(full=result.scores, kept=result.native_scores, labels=labels,
-                      latency_ms={name: shared + timings[f"head:{name}"] for name in self.names})
+        latency = {name: shared + timings[f"head:{name}"] for name in self.pipeline.names}
+        if not self.fusions:
+            return Scores(full=result.scores, kept=result.native_scores, labels=labels, latency_ms=latency)
+        if "ground" in self.fusions and frame.view is None:
+            raise EvaluationError(f"temporal fusion ground needs each frame's camera pose and intrinsics; frame "
+                                  f"{frame.name} has none (the synthetic world has them; use flow elsewhere)")
+        first = self._last is None or self._last != (frame.sequence, frame.index - 1)
+        self._last = (frame.sequence, frame.index)
+        if first:
+            for fusion in self.fusions.values():
+                fusion.reset()
+            for tracker in self._trackers.values():
+                tracker.reset()
+        scores = Scores(full={}, labels=labels, tracks={}, first=first, pipeline_ms=timings["total"])
+        size = frame.image.shape[:2]
+        for mode, fusion in self.fusions.items():
+            step = fusion.step(result.native_scores, frame.image, view=frame.view)
+            for name, native in step.scores.items():
+                label = self._label[mode, name]
+                scores.full[label] = resize_score(native, size)
+                scores.kept[label] = native
+                _, scores.tracks[label] = self._trackers[label].follow(
+                    native, self.mask_thresholds[label], self.pipeline.min_obstacle_area, size,
+                    step.correspondence.get(native.shape))
+                scores.restarted[label] = bool(step.restart) and not step.cut
+                scores.fusion_ms[label] = step.elapsed_ms
+                scores.latency_ms[label] = latency[name] + step.elapsed_ms
+        return scores
 
 
 class ScoreFileScorer:
@@ -148,6 +202,11 @@ def evaluate_frames(
                     raise EvaluationError(f"sharded evaluation needs a fixed component threshold for {name} "
                                           "(--component-threshold)")
             thresholds[name] = threshold
+    temporal = [scorer for scorer in scorers if getattr(scorer, "temporal", False)]
+    if temporal and sharded:
+        raise EvaluationError("temporal fusion needs every frame of a sequence in order: no --shard with it")
+    meter = TemporalMeter({name: value for scorer in temporal for name, value in scorer.mask_thresholds.items()},
+                          min_area=temporal[0].pipeline.min_obstacle_area) if temporal else None
     accumulator = Accumulator(kind, thresholds, {name: scorer.class_names for scorer in scorers
                                                  for name in scorer.names if scorer.class_names},
                               protocol=protocol, float16=float16)
@@ -165,31 +224,43 @@ def evaluate_frames(
             predicted={name: s.labels for s in scores if s.labels is not None for name in s.full},
             semantic=frame.semantic, latency={k: v for s in scores for k, v in s.latency_ms.items()},
         )
+        fused = [scored for scored in scores if scored.tracks is not None]
+        if meter is not None:
+            meter.add(frame, {k: v for s in fused for k, v in s.full.items()},
+                      {k: v for s in fused for k, v in s.tracks.items()}, first=any(s.first for s in fused),
+                      restarted={k: v for s in fused for k, v in s.restarted.items()},
+                      fusion_ms={k: v for s in fused for k, v in s.fusion_ms.items()},
+                      pipeline_ms=sum(s.pipeline_ms for s in fused))
     if not accumulator.frames:
         raise EvaluationError(f"none of the {unlabelled} frames has anomaly ground truth (a benchmark's test labels "
                               "are not public: evaluate its validation frames, or export-scores for a submission)")
     run = accumulator.finish(keep_worst=overlays, meta={**(meta or {}), "frames_without_labels": unlabelled,
                                                         **({"shard": f"{index_of_shard}/{shards}"} if sharded else {})})
+    if meter is not None:
+        for name, figures in meter.result().items():
+            run.heads[name].temporal = figures
     if overlays_dir is not None and overlays > 0:
-        _write_overlays(Path(overlays_dir), frames, scorers, run.heads)
+        _write_overlays(Path(overlays_dir), frames, run.heads)
     return run
 
 
-def _write_overlays(out: Path, frames: Callable[[], Iterable[Frame]], scorers: Sequence[Scorer],
-                    heads: dict[str, HeadRun]) -> None:
+def _write_overlays(out: Path, frames: Callable[[], Iterable[Frame]], heads: dict[str, HeadRun]) -> None:
+    """The worst frames of each head, drawn from the scores pass 2 kept.
+
+    No second forward: and a fused score is the one of the frame's place in its sequence.
+    """
     wanted: dict[int, list[tuple[str, int]]] = {index: [] for run in heads.values() for _, index in run.worst}
     for run in heads.values():
         for rank, (_, index) in enumerate(sorted(run.worst, reverse=True)):
             wanted[index].append((run.name, rank))
     out.mkdir(parents=True, exist_ok=True)
     for position, frame in _pick(frames(), wanted):
-        for scorer in scorers:
-            scores = scorer.score(frame).full
-            for name, rank in wanted[position]:
-                if name in scores:
-                    picture = overlay(frame.image, scores[name], frame.ood_gt, heads[name].component_threshold)
-                    path = out / f"worst_{name}_{rank + 1}_{frame.name}.png"
-                    cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+        for name, rank in wanted[position]:
+            run = heads[name]
+            score = resize_score(run.worst_scores[position], frame.image.shape[:2])
+            picture = overlay(frame.image, score, frame.ood_gt, run.component_threshold)
+            path = out / f"worst_{name}_{rank + 1}_{frame.name}.png"
+            cv2.imwrite(str(path), cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
 
 
 def _pick(frames: Iterable[Frame], wanted: dict[int, Any]) -> Iterator[tuple[int, Frame]]:

@@ -15,6 +15,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) ->
     parser.add_argument("--seed", type=int, default=None, help="synthetic: world seed (default 0)")
     parser.add_argument("--frames", type=int, default=None, metavar="K",
                         help="synthetic: sequence length (default 100); real datasets: the first K frames")
+    parser.add_argument("--sequences", type=int, default=None, metavar="N",
+                        help="synthetic: N drives (seeds SEED..SEED+N-1) of --frames each (default 1)")
     parser.add_argument("--height", type=int, default=None, help="synthetic: image height (default 256)")
     parser.add_argument("--width", type=int, default=None, help="synthetic: image width (default 512)")
     parser.add_argument("--split", default=None,
@@ -43,11 +45,13 @@ def open_from_args(args: argparse.Namespace) -> tuple[Any, Callable[[], Iterable
     name, _ = parse_dataset_spec(args.dataset)
     synthetic = name == "synthetic"
     if synthetic:
-        options = {"seed": args.seed, "frames": args.frames, "height": args.height, "width": args.width}
+        options = {"seed": args.seed, "frames": args.frames, "height": args.height, "width": args.width,
+                   "sequences": getattr(args, "sequences", None)}
         wrong = {"--split": args.split, "--subset": args.subset}
     else:
         options = {"split": args.split, "subset": args.subset}
-        wrong = {"--seed": args.seed, "--height": args.height, "--width": args.width}
+        wrong = {"--seed": args.seed, "--height": args.height, "--width": args.width,
+                 "--sequences": getattr(args, "sequences", None)}
     given = [flag for flag, value in wrong.items() if value is not None]
     if given:
         raise ValueError(f"{', '.join(given)} does not apply to dataset format {name!r}")

@@ -46,6 +46,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                               "input: upsample the logits first, as the papers' code does; both: every head "
                               "twice on the same frames, the input-order one as <head>@input "
                               "(default: %(default)s)")
+    temporal = parser.add_argument_group("sequences (docs/temporal.md)")
+    temporal.add_argument("--temporal-fusion", nargs="+", choices=("none", "flow", "ground"), default=[],
+                          metavar="MODE",
+                          help="fuse every head's score over time (none, flow, ground; several compare on the same "
+                               "forward as <head>@<mode>), track obstacles, and measure flicker, obstacle-level "
+                               "precision/recall of per-frame components and confirmed tracks, and first frames")
+    temporal.add_argument("--temporal-alpha", type=float, default=0.5,
+                          help="weight of the current frame in the fusion, in (0, 1] (default: %(default)s)")
+    temporal.add_argument("--track-confirm-hits", type=int, default=3,
+                          help="a track is confirmed when seen in N of the last --track-window frames (default 3)")
+    temporal.add_argument("--track-window", type=int, default=5, help="M of 'N of the last M frames' (default 5)")
     options = parser.add_argument_group("evaluation")
     options.add_argument("--out", required=True, help="output folder")
     options.add_argument("--kind", choices=("obstacle", "anomaly"), default=None,
@@ -98,7 +109,7 @@ def _frames(args: argparse.Namespace):
     return frames, total, dataset.kind
 
 
-def _scorers(args: argparse.Namespace) -> list:
+def _scorers(args: argparse.Namespace, mask_thresholds: dict[str, float]) -> list:
     from ood_seg_node.heads import build_head
     from ood_seg_node.offline_evaluation import PipelineScorer, ScoreFileScorer
     from ood_seg_node.pipeline import Pipeline
@@ -125,7 +136,10 @@ def _scorers(args: argparse.Namespace) -> list:
         scorers += [PipelineScorer(Pipeline(segmenter, [head for head, _ in group], device=args.device,
                                             score_resolution=resolution, backend=args.backend, fp16=args.fp16,
                                             cache_dir=args.engine_cache_dir,
-                                            names=[label + suffix[resolution] for _, label in group]))
+                                            names=[label + suffix[resolution] for _, label in group]),
+                                   fusion_modes=args.temporal_fusion, alpha=args.temporal_alpha,
+                                   confirm_hits=args.track_confirm_hits, window=args.track_window,
+                                   mask_thresholds=mask_thresholds)
                     for resolution in resolutions for group in groups]
     if not scorers:
         raise ValueError("nothing to evaluate: give --head and/or --scores")
@@ -143,14 +157,14 @@ def run(args: argparse.Namespace) -> int:
     if bool(args.bag) == bool(args.dataset):
         raise ValueError("give exactly one of --dataset and --bag (or --merge)")
     frames, total, kind = _frames(args)
-    scorers = _scorers(args)
     thresholds = {k: float(v) for k, v in _pairs(args.component_threshold).items()}
-    if "*" in thresholds:
-        every = thresholds.pop("*")
+    every = thresholds.pop("*", None)
+    scorers = _scorers(args, {**{h.partition("=")[0]: every for h in args.head if every is not None}, **thresholds})
+    if every is not None:
         thresholds.update({name: every for s in scorers for name in s.names if name not in thresholds})
     shard = _shard(args.shard)
     meta = {"source": args.bag or args.dataset, "segmenter": args.segmenter, "protocol": args.protocol,
-            "float16": args.float16,
+            "float16": args.float16, "temporal_fusion": args.temporal_fusion,
             "heads": [name for s in scorers for name in s.names]}
     run_result = evaluate_frames(
         frames, scorers, kind=args.kind or kind, total=total, shard=shard, component_thresholds=thresholds,

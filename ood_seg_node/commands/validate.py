@@ -91,6 +91,8 @@ def _source(args: argparse.Namespace):
     dataset, frames, total = open_from_args(args)
     from ood_seg_node.datasets import SyntheticDataset
 
+    if isinstance(dataset, SyntheticDataset) and len(dataset.sequences) > 1:
+        raise ValueError("validate renders one synthetic drive: --sequences does not apply")
     world = dataset.sequence if isinstance(dataset, SyntheticDataset) else None
     return frames, total, getattr(dataset, "camera", None), world
 

@@ -24,7 +24,7 @@ format              root                                            options
 ``smiyc-obstacle``  ``dataset_ObstacleTrack``                       --
 ``streethazards``   folder with unpacked ``train/``, ``test/``      ``split``
 ``synthetic``       none, or ``seed=3,frames=20``                   ``seed``, ``frames``, ``height``,
-                                                                    ``width``
+                                                                    ``width``, ``sequences``
 ==================  ==============================================  ===================================
 """
 
@@ -84,34 +84,41 @@ class SyntheticDataset:
     has_semantic: bool = True
     label_space: str = CITYSCAPES.name
 
-    def __init__(self, *, seed: int = 0, frames: int = 100, height: int = 256, width: int = 512) -> None:
-        """Create the sequence (frames are rendered on access).
+    def __init__(self, *, seed: int = 0, frames: int = 100, height: int = 256, width: int = 512,
+                 sequences: int = 1) -> None:
+        """Create the drives, rendered on access and taken one after the other.
+
+        ``sequences`` worlds of seeds ``seed``, ``seed + 1``, ..., ``frames`` frames each.
 
         Raises:
-            DatasetError: a non-positive frame count or image size.
+            DatasetError: a non-positive frame count, sequence count or image size.
         """
-        for option, value in (("frames", frames), ("height", height), ("width", width)):
+        for option, value in (("frames", frames), ("height", height), ("width", width), ("sequences", sequences)):
             if int(value) <= 0:
                 raise DatasetError(f"synthetic {option} must be positive, got {value}")
         # Imported on use: the synthetic world is optional for every other format.
         synthetic = importlib.import_module("ood_seg_node.datasets.synthetic")
         self.seed: int = int(seed)
-        self.sequence = synthetic.SyntheticSequence(
-            int(seed), int(frames), height=int(height), width=int(width)
-        )
+        self.sequences = [synthetic.SyntheticSequence(int(seed) + k, int(frames), height=int(height),
+                                                      width=int(width)) for k in range(int(sequences))]
+        self.sequence = self.sequences[0]
         self.camera: Any = self.sequence.camera
 
     def __len__(self) -> int:
-        return len(self.sequence)
+        return sum(len(sequence) for sequence in self.sequences)
 
     def __getitem__(self, index: int) -> Frame:
-        return self.sequence[index]
+        length = len(self.sequence)
+        if not 0 <= index < len(self):
+            raise IndexError(f"synthetic: frame {index} out of range 0..{len(self) - 1}")
+        return self.sequences[index // length][index % length]
 
     def __iter__(self) -> Iterator[Frame]:
-        return iter(self.sequence)
+        for sequence in self.sequences:
+            yield from sequence
 
     def __repr__(self) -> str:
-        return f"SyntheticDataset(seed={self.seed}, {len(self)} frames)"
+        return f"SyntheticDataset(seed={self.seed}, {len(self.sequences)} sequence(s), {len(self)} frames)"
 
 
 def _lostandfound(root: Path, **options: Any) -> Dataset:
@@ -158,7 +165,7 @@ FORMATS.register("smiyc-anomaly")(DatasetFormat(_smiyc("anomaly"), ()))
 FORMATS.register("smiyc-obstacle")(DatasetFormat(_smiyc("obstacle"), ()))
 FORMATS.register("streethazards")(DatasetFormat(_streethazards, ("split",)))
 FORMATS.register("synthetic")(
-    DatasetFormat(_synthetic, ("seed", "frames", "height", "width"), needs_root=False)
+    DatasetFormat(_synthetic, ("seed", "frames", "height", "width", "sequences"), needs_root=False)
 )
 
 

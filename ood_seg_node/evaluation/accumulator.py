@@ -70,6 +70,8 @@ class HeadRun:
     latencies: list[float] = field(default_factory=list)
     kept: list[tuple[int, np.ndarray]] = field(default_factory=list)
     worst: list[tuple[int, int]] = field(default_factory=list)  # min-heap of (error pixels, frame index)
+    worst_scores: dict[int, np.ndarray] = field(default_factory=dict)  # the kept score of each worst frame
+    temporal: dict[str, Any] | None = None  # flicker, obstacle tracks (see evaluation.temporal), when measured
     class_names: tuple[str, ...] = CLASS_NAMES  # the label space of ``predicted`` and ``semantic``
     protocol: str = "exact"  # exact (unbinned) or smiyc (the benchmark's own computation)
     float16: bool = False  # round scores to float16 first, as the benchmark stores them
@@ -134,8 +136,9 @@ class HeadRun:
                 self.components.update(mask, gt)
             errors = int(((mask != (gt == OOD_ANOMALY)) & (gt != OOD_IGNORE)).sum())
             heapq.heappush(self.worst, (errors, index))
+            self.worst_scores[index] = score
             if len(self.worst) > keep_worst:
-                heapq.heappop(self.worst)
+                self.worst_scores.pop(heapq.heappop(self.worst)[1])
         self.kept.clear()
 
     def result(self) -> dict[str, Any]:
@@ -160,6 +163,8 @@ class HeadRun:
             latencies = np.asarray(self.latencies)
             result.update(latency_ms=float(latencies.mean()), latency_p50_ms=float(np.percentile(latencies, 50)),
                           latency_p95_ms=float(np.percentile(latencies, 95)))
+        if self.temporal is not None:
+            result["temporal"] = self.temporal
         result["sequences"] = {
             name: {k: v for k, v in metrics.compute().items() if k in ("ap", "fpr95", "auroc", "frames")}
             for name, metrics in sorted(self.sequences.items())
