@@ -137,16 +137,15 @@ def depth_correspondence(previous: CameraView, current: CameraView, depth: np.nd
     """
     height, width = depth.shape
     u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    points = np.stack([u, v, np.ones_like(u)], axis=-1) @ np.linalg.inv(intrinsic_matrix(current.intrinsics)).T
-    points = points * depth[..., None]
+    rays = np.stack([u, v, np.ones_like(u)], axis=-1) @ np.linalg.inv(intrinsic_matrix(current.intrinsics)).T
     relative = np.linalg.inv(previous.pose) @ current.pose
-    moved = points @ relative[:3, :3].T + relative[:3, 3]
-    projected = moved @ intrinsic_matrix(previous.intrinsics).T
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # sky: infinite depth, invalid below
+        moved = (rays * depth[..., None]) @ relative[:3, :3].T + relative[:3, 3]
+        projected = moved @ intrinsic_matrix(previous.intrinsics).T
         map_x = (projected[..., 0] / projected[..., 2]).astype(np.float32)
         map_y = (projected[..., 1] / projected[..., 2]).astype(np.float32)
-    valid = np.isfinite(depth) & (depth > 0) & (moved[..., 2] > 0) & np.isfinite(map_x) & np.isfinite(map_y) \
-        & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+        valid = np.isfinite(depth) & (depth > 0) & (moved[..., 2] > 0) & np.isfinite(map_x) & np.isfinite(map_y) \
+            & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
     map_x, map_y = np.nan_to_num(map_x), np.nan_to_num(map_y)
     if previous_depth is not None:
         seen = previous_depth[np.clip(np.rint(map_y).astype(int), 0, height - 1),
