@@ -147,7 +147,7 @@ def _scorers(args: argparse.Namespace, mask_thresholds: dict[str, float]) -> lis
 
 
 def run(args: argparse.Namespace) -> int:
-    from ood_seg_node.evaluation import format_table, merge_partials
+    from ood_seg_node.evaluation import format_table, format_temporal_table, merge_partials
     from ood_seg_node.offline_evaluation import evaluate_frames
 
     if args.merge:
@@ -177,5 +177,7 @@ def run(args: argparse.Namespace) -> int:
               f"{args.out}/partial.json; merge with --merge")
     results = run_result.write(args.out)
     print(format_table(results))
+    if args.temporal_fusion:
+        print(format_temporal_table(results))
     print(f"evaluate: report in {args.out} (metrics.json, metrics.csv, pr_curves.png, roc_curves.png, overlays/)")
     return 0

@@ -3,7 +3,8 @@
 
 Why a package: the online evaluator node, ``ood_seg evaluate`` and the demo all score frames one at a time
 and must agree on the benchmarks' definitions, so they share one :class:`Accumulator`; everything here is
-numpy/scipy/OpenCV (matplotlib only, lazily, for plots) and imports neither torch, the datasets nor rclpy.
+numpy/scipy/OpenCV (matplotlib only, lazily, for plots) and imports neither torch, the datasets nor rclpy
+(sequence figures reuse the post-processing layer's fusion and tracks).
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ from ood_seg_node.evaluation.components import (
     frame_components,
 )
 from ood_seg_node.evaluation.metrics import ConfusionMatrix, EvaluationError, StreamingOODMetrics
-from ood_seg_node.evaluation.report import CSV_COLUMNS, format_table, overlay, to_jsonable, write_report
+from ood_seg_node.evaluation.report import (
+    CSV_COLUMNS,
+    format_table,
+    format_temporal_table,
+    overlay,
+    to_jsonable,
+    write_report,
+)
 
 __all__ = [
     "Accumulator",
@@ -44,6 +52,7 @@ __all__ = [
     "StreamingOODMetrics",
     "best_f1_threshold",
     "format_table",
+    "format_temporal_table",
     "frame_components",
     "overlay",
     "to_jsonable",

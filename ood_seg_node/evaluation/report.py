@@ -194,6 +194,38 @@ def format_table(results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def format_temporal_table(results: dict[str, dict]) -> str:
+    """The sequence figures of the heads that have them (``evaluate --temporal-fusion``), or ``""``.
+
+    One row per head: flicker, obstacle precision / recall / F1 of per-frame components and of confirmed
+    tracks, the share of false components that were one-frame blobs, FPR95 on first frames vs later frames,
+    fusion time as a ratio of the pipeline's.
+    """
+    rows = {name: values["temporal"] for name, values in results.items() if values.get("temporal")}
+    if not rows:
+        return ""
+    width = max(4, *(len(name) for name in rows))
+    titles = ("flicker", "obj P", "obj R", "obj F1", "conf P", "conf R", "conf F1", "1-frame FP", "FPR95 1st",
+              "FPR95 rest", "overhead")
+    lines = ["  ".join([f"{'head':<{width}}", *(f"{t:>10}" for t in titles)])]
+    lines.append("-" * len(lines[0]))
+
+    def pct(value: Any) -> str:
+        number = _number(value)
+        return "-" if number is None else f"{100 * number:.1f}"
+
+    for name, t in rows.items():
+        cells = [t["flicker"], t["components"]["precision"], t["components"]["recall"], t["components"]["f1"],
+                 t["confirmed"]["precision"], t["confirmed"]["recall"], t["confirmed"]["f1"],
+                 t["false_one_frame_share"], t["first_frame"].get("fpr95"), t["later_frames"].get("fpr95")]
+        overhead = _number(t["overhead"])
+        lines.append("  ".join([f"{name:<{width}}", *(f"{pct(c):>10}" for c in cells),
+                                f"{'-' if overhead is None else f'{overhead:.3f}x':>10}"]))
+    lines.append("(% except overhead; obj = every per-frame component, conf = confirmed tracks; 1-frame FP = false "
+                 "components whose track lived one frame; overhead = fusion time / pipeline time)")
+    return "\n".join(lines)
+
+
 def overlay(image: np.ndarray, score: np.ndarray, gt: np.ndarray | None = None,
             threshold: float | None = None, *, alpha: float = 0.55, cmap: str = "inferno") -> np.ndarray:
     """Blend an anomaly score heat map over an image and outline the anomaly ground truth.

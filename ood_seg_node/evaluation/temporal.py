@@ -29,7 +29,6 @@ import cv2
 import numpy as np
 
 from ood_seg_node.cityscapes import OOD_ANOMALY
-from ood_seg_node.datasets.base import Frame
 from ood_seg_node.evaluation.accumulator import SEQUENCE_BINS
 from ood_seg_node.evaluation.metrics import StreamingOODMetrics
 from ood_seg_node.temporal import Correspondence, Track
@@ -101,16 +100,16 @@ class TemporalMeter:
         self.thresholds = dict(thresholds)
         self.min_area, self.match_iou = int(min_area), float(match_iou)
         self.names = {name: _NameState() for name in self.thresholds}
-        self._previous: Frame | None = None
+        self._previous: Any = None
         self.pipeline_ms: list[float] = []
 
-    def add(self, frame: Frame, scores: Mapping[str, np.ndarray], tracks: Mapping[str, list[Track]], *,
+    def add(self, frame: Any, scores: Mapping[str, np.ndarray], tracks: Mapping[str, list[Track]], *,
             first: bool, restarted: Mapping[str, bool] | None = None, fusion_ms: Mapping[str, float] | None = None,
             pipeline_ms: float | None = None) -> None:
         """One frame, in sequence order.
 
         Args:
-            frame: the frame (ground truth, image, and depth and camera view where known).
+            frame: a dataset Frame (``ood_gt``, ``image``; ``depth`` and ``view`` where the source knows them).
             scores: name -> HxW score at the frame's size.
             tracks: name -> the frame's obstacles as tracks.
             first: the frame starts a sequence.
@@ -138,7 +137,7 @@ class TemporalMeter:
         self._previous = frame
 
     @staticmethod
-    def _motion(previous: Frame, frame: Frame) -> Correspondence | None:
+    def _motion(previous: Any, frame: Any) -> Correspondence | None:
         if frame.depth is not None and frame.view is not None and previous.view is not None:
             return depth_correspondence(previous.view, frame.view, frame.depth, previous.depth)
         if previous.image.shape != frame.image.shape:
