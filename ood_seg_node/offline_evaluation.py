@@ -64,7 +64,7 @@ class PipelineScorer:
     them ``<head>@<mode>`` (``none`` keeps the plain name).
     """
 
-    def __init__(self, pipeline, *, fusion_modes: Sequence[str] = (), alpha: float = 0.5,
+    def __init__(self, pipeline, *, fusion_modes: Sequence[str] = (), alpha: float = 0.7,
                  confirm_hits: int = 3, window: int = 5, mask_thresholds: Mapping[str, float] | None = None) -> None:
         self.pipeline = pipeline
         self.thresholds = {name: float(head.default_threshold) for name, head in zip(pipeline.names, pipeline.heads)}

@@ -144,7 +144,7 @@ class Pipeline:
         cache_dir: str = "",
         keep_logits: bool = False,
         temporal_fusion: str = "none",
-        temporal_alpha: float = 0.5,
+        temporal_alpha: float = 0.7,
         temporal_max_gap: float = 0.5,
         track_confirm_hits: int = 3,
         track_window: int = 5,

@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                           help="fuse every head's score over time (none, flow, ground; several compare on the same "
                                "forward as <head>@<mode>), track obstacles, and measure flicker, obstacle-level "
                                "precision/recall of per-frame components and confirmed tracks, and first frames")
-    temporal.add_argument("--temporal-alpha", type=float, default=0.5,
+    temporal.add_argument("--temporal-alpha", type=float, default=0.7,
                           help="weight of the current frame in the fusion, in (0, 1] (default: %(default)s)")
     temporal.add_argument("--track-confirm-hits", type=int, default=3,
                           help="a track is confirmed when seen in N of the last --track-window frames (default 3)")

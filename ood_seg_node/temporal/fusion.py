@@ -168,7 +168,7 @@ class TemporalFusion:
         max_gap_s: a larger stamp gap between frames restarts the sequence (> 0).
     """
 
-    def __init__(self, mode: str = "flow", *, alpha: float = 0.5, max_gap_s: float = 0.5) -> None:
+    def __init__(self, mode: str = "flow", *, alpha: float = 0.7, max_gap_s: float = 0.5) -> None:
         if mode not in FUSION_MODES:
             raise ValueError(f"invalid temporal_fusion {mode!r}; valid: {', '.join(FUSION_MODES)}")
         if not 0.0 < alpha <= 1.0:
