@@ -12,7 +12,14 @@ topic                       type                             content
 ``/camera/semantic``        sensor_msgs/msg/Image ``mono8``  Cityscapes trainIds (extension; if any)
 ``/camera/camera_info``     sensor_msgs/msg/CameraInfo       ``plumb_bob``, no distortion (if a camera
                                                              model is known)
+``/odom``                   nav_msgs/msg/Odometry            the vehicle base's pose in ``odom`` (if the
+                                                             frames know their camera pose)
 ==========================  ===============================  ============================================
+
+With odometry, ``custom_data`` also records the camera mount (``camera_height``, ``camera_pitch``: the camera
+above the base origin, looking forward), so reading gives each frame its camera view for ground-plane
+temporal fusion, as the node computes it from the same topics and its parameters of those names; and the
+sequence of each frame (``frame_sequences``), so fusion never spans two recordings.
 
 Message definitions and type hashes come from the newest ROS 2 typestore ``rosbags`` ships (Kilted,
 else Jazzy); ``sensor_msgs`` Image/CameraInfo are identical from Humble to Kilted. The bag is written
@@ -47,6 +54,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Protocol
 
 import numpy as np
 
+from ood_seg_node.camera import CameraView, mount_pose, pose_matrix
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.encodings import (
     ImageEncodingError,
@@ -71,6 +79,8 @@ DEFAULT_START_NS = 1_700_000_000 * 10**9
 IMAGE_TYPE = "sensor_msgs/msg/Image"
 COMPRESSED_TYPE = "sensor_msgs/msg/CompressedImage"
 CAMERA_INFO_TYPE = "sensor_msgs/msg/CameraInfo"
+ODOMETRY_TOPIC = "/odom"
+ODOMETRY_TYPE = "nav_msgs/msg/Odometry"
 _CUSTOM_PREFIX = "ood_seg_node."
 _PENDING_LIMIT = 8  # stamps kept waiting for partners while reading; bounds memory on unpaired topics
 
@@ -164,17 +174,20 @@ class BagFrame:
     index: int = 0
     name: str = ""
     label_space: str = CITYSCAPES.name
+    sequence: str = ""
+    view: CameraView | None = None
 
     def to_frame(self) -> Frame:
-        """The dataset-frame view (sequence = frame_id, name = recorded frame name or the stamp)."""
+        """The dataset-frame view (sequence = the recorded one, else frame_id; name = recorded name or stamp)."""
         return Frame(
             image=self.image,
             ood_gt=self.ood_gt,
             semantic=self.semantic,
             name=self.name or str(self.stamp_ns),
-            sequence=self.frame_id,
+            sequence=self.sequence or self.frame_id,
             index=self.index,
             label_space=self.label_space,
+            view=self.view,
         )
 
 
@@ -192,6 +205,8 @@ class BagInfo:
     kind: str | None = None
     source: str | None = None
     label_space: str = CITYSCAPES.name
+    frame_sequences: list[str] = field(default_factory=list)
+    camera_mount: tuple[float, float] | None = None  # (height m, pitch rad) when the bag has odometry
 
 
 @lru_cache(maxsize=1)
@@ -251,6 +266,41 @@ def _camera_info_message(store: Any, camera: CameraIntrinsics, height: int, widt
             x_offset=0, y_offset=0, height=0, width=0, do_rectify=False
         ),
     )
+
+
+def _odometry_message(store: Any, view: CameraView, header: Any) -> Any:
+    """The base pose in ``odom`` of a frame whose camera view is known (camera pose over the inverse mount)."""
+    types = store.types
+    base = view.pose @ np.linalg.inv(mount_pose(view.height, view.pitch))
+    x, y, z, w = _quaternion(base[:3, :3])
+    pose = types["geometry_msgs/msg/Pose"](
+        position=types["geometry_msgs/msg/Point"](x=float(base[0, 3]), y=float(base[1, 3]), z=float(base[2, 3])),
+        orientation=types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w))
+    twist = types["geometry_msgs/msg/Twist"](linear=types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0),
+                                             angular=types["geometry_msgs/msg/Vector3"](x=0.0, y=0.0, z=0.0))
+    odom_header = types["std_msgs/msg/Header"](stamp=header.stamp, frame_id="odom")
+    return types[ODOMETRY_TYPE](
+        header=odom_header, child_frame_id="base_link",
+        pose=types["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36)),
+        twist=types["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=np.zeros(36)))
+
+
+def _quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a proper rotation matrix."""
+    trace = float(np.trace(rotation))
+    if trace > 0.0:
+        s = 2.0 * np.sqrt(trace + 1.0)
+        return ((rotation[2, 1] - rotation[1, 2]) / s, (rotation[0, 2] - rotation[2, 0]) / s,
+                (rotation[1, 0] - rotation[0, 1]) / s, 0.25 * s)
+    i = int(np.argmax(np.diag(rotation)))
+    j, k = (i + 1) % 3, (i + 2) % 3
+    s = 2.0 * np.sqrt(1.0 + rotation[i, i] - rotation[j, j] - rotation[k, k])
+    q = [0.0, 0.0, 0.0, 0.0]
+    q[i] = 0.25 * s
+    q[j] = (rotation[j, i] + rotation[i, j]) / s
+    q[k] = (rotation[k, i] + rotation[i, k]) / s
+    q[3] = (rotation[k, j] - rotation[j, k]) / s
+    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
 
 
 def _check_frame(frame: Frame, index: int) -> None:
@@ -425,6 +475,8 @@ def write_bag(
     plugin = StoragePlugin.MCAP if storage == "mcap" else StoragePlugin.SQLITE3
     counts: dict[str, int] = {}
     names: list[str] = []
+    sequences: list[str] = []
+    mount: tuple[float, float] | None = None
     end_ns = start_ns
     if total is None and hasattr(frames, "__len__"):
         total = len(frames)  # type: ignore[arg-type]
@@ -459,7 +511,14 @@ def write_bag(
                     height, width = frame.image.shape[:2]
                     message = _camera_info_message(store, camera, height, width, header)
                     emit(CAMERA_INFO_TOPIC, CAMERA_INFO_TYPE, message, stamp_ns)
+                if frame.view is not None:
+                    if mount is not None and mount != (frame.view.height, frame.view.pitch):
+                        raise BagError(f"frame {index}: camera mount {frame.view.height} m / {frame.view.pitch} rad "
+                                       f"differs from the bag's {mount[0]} m / {mount[1]} rad")
+                    mount = (frame.view.height, frame.view.pitch)
+                    emit(ODOMETRY_TOPIC, ODOMETRY_TYPE, _odometry_message(store, frame.view, header), stamp_ns)
                 names.append(frame.name)
+                sequences.append(frame.sequence)
                 end_ns = stamp_ns
             if not names:
                 raise BagError(f"no frames to write into {path}")
@@ -470,6 +529,10 @@ def write_bag(
             if source is not None:
                 writer.set_custom_data(f"{_CUSTOM_PREFIX}source", source)
             writer.set_custom_data(f"{_CUSTOM_PREFIX}label_space", label_space)
+            writer.set_custom_data(f"{_CUSTOM_PREFIX}frame_sequences", json.dumps(sequences))
+            if mount is not None:
+                writer.set_custom_data(f"{_CUSTOM_PREFIX}camera_height", repr(mount[0]))
+                writer.set_custom_data(f"{_CUSTOM_PREFIX}camera_pitch", repr(mount[1]))
         for file in _mcap_files(path):
             _mcap_checksums(file, fill=True)
     except BaseException as error:
@@ -514,6 +577,8 @@ def bag_info(path: str | Path) -> BagInfo:
         }
         custom = meta.get("custom_data") or {}
         names = json.loads(custom.get(f"{_CUSTOM_PREFIX}frame_names", "[]"))
+        sequences = json.loads(custom.get(f"{_CUSTOM_PREFIX}frame_sequences", "[]"))
+        height, pitch = (custom.get(f"{_CUSTOM_PREFIX}camera_{key}") for key in ("height", "pitch"))
         return BagInfo(
             path=path,
             storage=str(meta.get("storage_identifier", "")),
@@ -525,6 +590,8 @@ def bag_info(path: str | Path) -> BagInfo:
             kind=custom.get(f"{_CUSTOM_PREFIX}kind"),
             source=custom.get(f"{_CUSTOM_PREFIX}source"),
             label_space=custom.get(f"{_CUSTOM_PREFIX}label_space", CITYSCAPES.name),
+            frame_sequences=[str(n) for n in sequences] if isinstance(sequences, list) else [],
+            camera_mount=(float(height), float(pitch)) if height is not None and pitch is not None else None,
         )
     except (KeyError, TypeError, ValueError) as error:
         raise BagError(f"{path / 'metadata.yaml'} is malformed: {error!r}") from None
@@ -653,10 +720,13 @@ def read_bag(
     """
     path = Path(path)
     names: list[str] = []
+    sequences: list[str] = []
     label_space = CITYSCAPES.name
+    mount = None
     if path.is_dir():
         info = bag_info(path)
-        names, label_space = info.frame_names, info.label_space
+        names, label_space, sequences, mount = info.frame_names, info.label_space, info.frame_sequences, \
+            info.camera_mount
     pending: dict[int, dict[str, Any]] = {}
     emitted = 0
 
@@ -672,6 +742,9 @@ def read_bag(
                 raise BagError(
                     f"bag {path}: {key} at stamp {stamp} is {labels.shape}, its image {image.shape}"
                 )
+        view = None
+        if mount is not None and "odom" in parts and "camera_info" in parts:
+            view = CameraView(parts["camera_info"], mount[0], mount[1], parts["odom"] @ mount_pose(*mount))
         frame = BagFrame(
             stamp_ns=stamp,
             image=image,
@@ -681,18 +754,26 @@ def read_bag(
             index=emitted,
             name=names[emitted] if emitted < len(names) else "",
             label_space=label_space,
+            sequence=sequences[emitted] if emitted < len(sequences) else "",
+            view=view,
         )
         emitted += 1
         return frame
 
     roles = {image_topic: "image", gt_topic: "ood_gt", semantic_topic: "semantic"}
+    if mount is not None:
+        roles.update({CAMERA_INFO_TOPIC: "camera_info", ODOMETRY_TOPIC: "odom"})
     present = {role for topic, role in roles.items() if topic in _topics_in(path)}
     for topic, msgtype, _, message in iter_messages(path, roles):
         role = roles[topic]
         stamp = _stamp_ns(message)
-        _, array = _decode(path, topic, msgtype, message, rgb=role == "image")
         parts = pending.setdefault(stamp, {})
-        parts[role] = array
+        if role == "camera_info":
+            parts[role] = _intrinsics(message)
+        elif role == "odom":
+            parts[role] = _pose(path, message)
+        else:
+            parts[role] = _decode(path, topic, msgtype, message, rgb=role == "image")[1]
         if role == "image":
             parts["frame_id"] = str(message.header.frame_id)
         # A complete frame releases itself and every older stamp (whose partners, in log-time order,
@@ -708,6 +789,20 @@ def read_bag(
         frame = finish(stamp)
         if frame is not None:
             yield frame
+
+
+def _intrinsics(message: Any) -> tuple[float, float, float, float]:
+    k = [float(v) for v in message.k]
+    return k[0], k[4], k[2], k[5]
+
+
+def _pose(path: Path, message: Any) -> np.ndarray:
+    pose = message.pose.pose
+    try:
+        return pose_matrix((pose.position.x, pose.position.y, pose.position.z),
+                           (pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w))
+    except ValueError as error:
+        raise BagError(f"bag {path}, topic {ODOMETRY_TOPIC}: {error}") from None
 
 
 def _topics_in(path: Path) -> set[str]:

@@ -286,11 +286,11 @@ def test_make_bag_command_synthetic(tmp_path, capsys, cli_main):
     assert cli_main(["make-bag", "--dataset", "synthetic", "--seed", "2", "--frames", "3", "--height", "48",
                      "--width", "96", "--out", str(out), "--no-progress"]) == 0
     line = capsys.readouterr().out.strip()
-    assert "3 frames" in line and "0.20 s" in line and "4 topics" in line
+    assert "3 frames" in line and "0.20 s" in line and "5 topics" in line and "/odom x3" in line
     info = bag_info(out)
     assert info.storage == "mcap" and info.kind == "obstacle" and info.source == "synthetic"
     assert {topic: count for topic, (_, count) in info.topics.items()} == {
-        IMAGE_TOPIC: 3, OOD_GT_TOPIC: 3, SEMANTIC_TOPIC: 3, CAMERA_INFO_TOPIC: 3}
+        IMAGE_TOPIC: 3, OOD_GT_TOPIC: 3, SEMANTIC_TOPIC: 3, CAMERA_INFO_TOPIC: 3, "/odom": 3}
     from ood_seg_node.datasets import open_dataset
 
     expected = list(open_dataset("synthetic", seed=2, frames=3, height=48, width=96))
@@ -412,3 +412,25 @@ def test_evaluate_refuses_skip_bad_on_a_bag(tmp_path, capsys, cli_main):
                      "--out", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--skip-bad does not apply to --bag" in err
+
+
+def test_camera_poses_travel_as_odometry_and_sequences_stay_apart(tmp_path, storage):
+    from ood_seg_node.camera import mount_pose
+    from ood_seg_node.datasets import open_dataset
+
+    dataset = open_dataset("synthetic", seed=2001, frames=3, height=48, width=96, sequences=2)
+    write_bag(tmp_path / "b", iter(dataset), storage=storage, camera=dataset.camera, progress=False)
+    info = bag_info(tmp_path / "b")
+    assert info.topics["/odom"] == ("nav_msgs/msg/Odometry", 6)
+    assert info.camera_mount == (dataset.camera.height_m, dataset.camera.pitch_rad)
+    frames = [frame.to_frame() for frame in read_bag(tmp_path / "b")]
+    assert [f.sequence for f in frames] == ["synthetic_s2001"] * 3 + ["synthetic_s2002"] * 3
+    for read, original in zip(frames, dataset, strict=True):
+        np.testing.assert_allclose(read.view.pose, original.view.pose, atol=1e-9)
+        assert read.view.intrinsics == pytest.approx(original.view.intrinsics)
+    base = frames[1].view.pose @ np.linalg.inv(mount_pose(info.camera_mount[0], info.camera_mount[1]))
+    np.testing.assert_allclose(base[:3, 2], [0.0, 0.0, 1.0], atol=1e-9)  # the base stands upright in odom
+    assert abs(base[2, 3]) < 1e-9
+    write_bag(tmp_path / "plain", _frames(2), storage=storage, camera=CAMERA, progress=False)
+    assert bag_info(tmp_path / "plain").camera_mount is None
+    assert all(frame.view is None for frame in read_bag(tmp_path / "plain"))

@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from nav_msgs.msg import Odometry
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from ros_helpers import REPO_ROOT, TestGraph, isolated_env, random_domain_id
 from rosbags.rosbag2 import Writer
@@ -96,7 +97,7 @@ def test_every_topic_is_played_with_its_recorded_stamps_and_clock(bag):
     domain = random_domain_id()
     graph = TestGraph(domain)
     received = _Received(graph, {IMAGE_TOPIC: Image, OOD_GT_TOPIC: Image, CAMERA_INFO_TOPIC: CameraInfo,
-                                 "/clock": Clock})
+                                 "/odom": Odometry, "/clock": Clock})
     waits = [arg for topic in received.messages for arg in ("--wait-for", topic)]
     player = _player(bag, domain, "--rate", "4", "--clock", *waits)
     try:
@@ -108,7 +109,8 @@ def test_every_topic_is_played_with_its_recorded_stamps_and_clock(bag):
         graph.close()
         if player.poll() is None:
             player.kill()
-    assert "16 messages played" in out
+    assert "20 messages played" in out  # image, ground truth, semantic, camera info, odometry x 4 frames
+    assert received.stamps("/odom") == stamps
     for topic in (IMAGE_TOPIC, OOD_GT_TOPIC):
         assert received.stamps(topic) == stamps, topic
         for message, original in zip(received.messages[topic], recorded[topic], strict=True):

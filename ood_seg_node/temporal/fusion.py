@@ -20,7 +20,8 @@ what persists and damps what does not (a recursive exponential average along mot
 A sequence restarts (the frame is scored alone, as with ``none``) on its first frame, on a time stamp gap
 above ``max_gap_s`` or a stamp going backwards (a bag looping), on a change of the image size, and when the
 motion cannot be had (a flow that is not finite or moves the image by more than a quarter of its width, a
-frame without camera pose for ``ground``).
+frame without camera pose for ``ground``, or a camera that moved more than 20 m or turned more than 45 degrees
+since the previous frame: another recording, or an odometry reset).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ood_seg_node.camera import CameraView, ground_homography, ground_region, in
 
 FUSION_MODES = ("none", "flow", "ground")
 MAX_FLOW_FRACTION = 0.25  # a median motion above this share of the width is a cut or a failed flow
+MAX_CAMERA_JUMP = (20.0, math.radians(45.0))  # metres, radians between frames: a new recording or a reset
 
 
 @dataclass
@@ -154,6 +156,14 @@ def depth_correspondence(previous: CameraView, current: CameraView, depth: np.nd
     return Correspondence(map_x, map_y, valid)
 
 
+def _jump(previous: CameraView, current: CameraView) -> str:
+    """``camera pose jumped`` when the camera moved implausibly far between two frames, else ``""``."""
+    relative = np.linalg.inv(previous.pose) @ current.pose
+    angle = math.acos(float(np.clip((np.trace(relative[:3, :3]) - 1.0) / 2.0, -1.0, 1.0)))
+    distance = float(np.linalg.norm(relative[:3, 3]))
+    return "camera pose jumped" if not distance <= MAX_CAMERA_JUMP[0] or angle > MAX_CAMERA_JUMP[1] else ""
+
+
 def new_flow_estimator() -> cv2.DISOpticalFlow:
     """OpenCV's DIS flow, medium preset (one per user: it keeps internal buffers)."""
     return cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
@@ -203,8 +213,8 @@ class TemporalFusion:
         if self.mode == "none":
             self._fused, self._stamp, self._image_shape = dict(scores), stamp, image.shape
             return FusionStep(dict(scores), restart, cut=cut)
-        if not restart and self.mode == "ground" and (view is None or self._view is None):
-            restart = "no camera pose"
+        if not restart and self.mode == "ground":
+            restart = "no camera pose" if view is None or self._view is None else _jump(self._view, view)
         shapes = {tuple(np.shape(score)) for score in scores.values()}
         greys = {shape: grey(image, shape) for shape in shapes} if self.mode == "flow" else {}
         correspondence: dict[tuple[int, int], Correspondence] = {}

@@ -21,6 +21,8 @@ from ood_seg_node.datasets.synthetic.camera import CameraModel, _rotation
 from ood_seg_node.datasets.synthetic.constants import _VIEW_AHEAD
 from ood_seg_node.datasets.synthetic.render import _Renderer
 
+_ODOM_FROM_WORLD = np.array([[0.0, 0.0, 1.0, 0.0], [-1.0, 0.0, 0.0, 0.0], [0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
+
 
 class SyntheticSequence:
     """A drive along a procedural street, rendered frame by frame (deterministic in seed and index).
@@ -114,14 +116,19 @@ class SyntheticSequence:
         return variant
 
     def view(self, index: int) -> CameraView:
-        """The camera at a frame: intrinsics, mount above the flat road, optical frame -> world pose."""
+        """The camera at a frame: intrinsics, mount above the flat road, and its pose in an ``odom`` frame.
+
+        The world is x right, y up, z along the road; ``odom`` is the ROS convention (x forward, y left, z up,
+        right-handed), so the base pose of ``pose @ inv(mount_pose(...))`` is a yaw on the ground, as
+        odometry reports it.
+        """
         position, yaw = self.pose(index)
         camera = self.camera
         world_from_camera = np.eye(4)
         world_from_camera[:3, :3] = _rotation(yaw, camera.pitch_rad).T
         world_from_camera[:3, 3] = position
         return CameraView((camera.fx, camera.fy, camera.cx, camera.cy), camera.height_m, camera.pitch_rad,
-                          world_from_camera)
+                          _ODOM_FROM_WORLD @ world_from_camera)
 
     def pose(self, index: int) -> tuple[np.ndarray, float]:
         """World position of the camera (x, y, z; y up, z along the road) and its heading yaw at a frame."""
