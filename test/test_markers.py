@@ -1,5 +1,5 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""ood/obstacles MarkerArray layout: DELETEALL first, image-plane boxes, ground-plane cubes."""
+"""ood/obstacles MarkerArray layout: DELETEALL first, image-plane boxes, ground-plane cubes, track ids."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ood_seg_node.ros.markers import (
     intrinsics_from_camera_info,
     obstacle_markers,
 )
+from ood_seg_node.temporal import Track
 
 INTRINSICS = (100.0, 100.0, 80.0, 60.0)  # fx, fy, cx, cy of a 160x120 image
 
@@ -121,3 +122,46 @@ def test_extreme_but_finite_camera_info_gives_finite_markers_without_warnings(k)
     values += [c for m in markers[1:] for p in m.points for c in (p.x, p.y, p.z)]
     assert all(math.isfinite(v) for v in values)
     assert markers[1].type in (Marker.LINE_STRIP, Marker.CUBE)
+
+
+def _track(track_id: int, obstacle: Obstacle, seen: int, confirmed: bool) -> Track:
+    return Track(track_id, obstacle, age=seen - 1, seen=seen, window=5, seen_total=seen, confirmed=confirmed)
+
+
+def test_track_ids_name_the_markers_and_labels_show_id_and_confidence():
+    obstacles = [_obstacle(10, 20, 30, 50), _obstacle(100, 5, 104, 9)]
+    tracks = [_track(7, obstacles[0], 4, True), _track(12, obstacles[1], 1, False)]
+    markers = obstacle_markers(obstacles, _header(), tracks=tracks).markers
+    assert markers[0].action == Marker.DELETEALL
+    assert [(m.ns, m.id) for m in markers[1:]] == [(BOX_NAMESPACE, 7), (LABEL_NAMESPACE, 7),
+                                                  (BOX_NAMESPACE, 12), (LABEL_NAMESPACE, 12)]
+    assert markers[2].text == "#7 seen 4/5 (confirmed), score 0.75"
+    assert markers[4].text == "#12 seen 1/5 (tentative), score 0.75"
+
+
+def test_track_label_on_the_ground_carries_the_distance():
+    obstacle = _obstacle(70, 55, 91, 76)
+    markers = obstacle_markers([obstacle], _header(), intrinsics=INTRINSICS, camera_height=1.5,
+                               tracks=[_track(3, obstacle, 5, True)]).markers
+    assert markers[1].type == Marker.CUBE and markers[1].id == 3
+    assert markers[2].text == "#3 seen 5/5 (confirmed), score 0.75, 10.1 m"
+
+
+def test_confirmed_only_keeps_the_confirmed_tracks_after_deleteall():
+    obstacles = [_obstacle(10, 20, 30, 50), _obstacle(100, 5, 104, 9), _obstacle(40, 40, 60, 60)]
+    tracks = [_track(1, obstacles[0], 2, False), _track(2, obstacles[1], 3, True), _track(5, obstacles[2], 1, False)]
+    markers = obstacle_markers(obstacles, _header(), tracks=tracks, confirmed_only=True).markers
+    assert markers[0].action == Marker.DELETEALL
+    assert [(m.ns, m.id) for m in markers[1:]] == [(BOX_NAMESPACE, 2), (LABEL_NAMESPACE, 2)]
+    assert "#2 " in markers[2].text
+    unconfirmed = obstacle_markers(obstacles, _header(), tracks=[_track(9, o, 1, False) for o in obstacles],
+                                   confirmed_only=True).markers
+    assert [m.action for m in unconfirmed] == [Marker.DELETEALL]
+
+
+def test_tracks_must_match_the_obstacles():
+    obstacles = [_obstacle(10, 20, 30, 50)]
+    with pytest.raises(ValueError, match="one track per obstacle"):
+        obstacle_markers(obstacles, _header(), tracks=[])
+    with pytest.raises(ValueError, match="needs the obstacles' tracks"):
+        obstacle_markers(obstacles, _header(), confirmed_only=True)

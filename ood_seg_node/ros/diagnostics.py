@@ -1,5 +1,12 @@
 # Copyright 2026 The ood_seg_node developers. Licensed under the Apache License, Version 2.0.
-"""What the node counts per frame, and the /diagnostics status and transport warning made from it."""
+"""What the node counts per frame, and the /diagnostics status and transport warning made from it.
+
+Besides rates, latencies and frame counters, the status reports the temporal sequence (see
+:mod:`ood_seg_node.temporal`): ``temporal_fusion`` (the mode), ``frames_fused`` (processed frames whose scores
+were fused with the previous frames'; stays 0 with ``none``), ``temporal_restarts`` (processed frames that
+started a new sequence: first frame, stamp gap, a failed motion estimate, ``no camera pose`` for ``ground``
+without CameraInfo or odometry at the image's stamp) and ``last_restart`` (the latest such reason).
+"""
 
 from __future__ import annotations
 
@@ -37,6 +44,17 @@ class FrameStats:
     frames_lost: int = 0  # reported lost by the middleware (message_lost events)
     failed_since_report: int = 0
     last_error: str = ""
+    frames_fused: int = 0
+    temporal_restarts: int = 0
+    last_restart: str = ""
+
+    def count_sequence(self, restart: str, fusing: bool) -> None:
+        """One processed frame's place in its temporal sequence (the caller holds the lock)."""
+        if restart:
+            self.temporal_restarts += 1
+            self.last_restart = restart
+        elif fusing:
+            self.frames_fused += 1
 
     def counters(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in ("frames_received", "frames_processed", "frames_dropped",
@@ -80,7 +98,8 @@ def diagnostic_status(stats: FrameStats, now: float, *, name: str, state: str,
         now: monotonic time.
         name: status name.
         state: lifecycle state label (``active``, ``inactive``, ...).
-        identity: ``device``, ``head``, ``segmenter``, ``threshold`` of the running pipeline.
+        identity: ``device``, ``head``, ``segmenter``, ``threshold`` (and ``temporal_fusion``) of the running
+            pipeline.
     """
     with stats.lock:
         latencies = np.array(stats.latencies_ms, dtype=np.float64)
@@ -89,6 +108,8 @@ def diagnostic_status(stats: FrameStats, now: float, *, name: str, state: str,
         failed_recently, stats.failed_since_report = stats.failed_since_report, 0
         counters = stats.counters()
         last_error = stats.last_error
+        sequence = {"frames_fused": str(stats.frames_fused), "temporal_restarts": str(stats.temporal_restarts),
+                    "last_restart": stats.last_restart}
     p50, p95 = np.percentile(latencies, [50, 95]) if latencies.size else (math.nan, math.nan)
     if failed_recently:
         level, message = DiagnosticStatus.WARN, f"{failed_recently} frame(s) skipped: {last_error}"
@@ -106,6 +127,7 @@ def diagnostic_status(stats: FrameStats, now: float, *, name: str, state: str,
         **{f"{name}_p50_ms": f"{value:.1f}" for name, value in stages.items()},
         **{key: str(value) for key, value in counters.items()},
         **identity,
+        **sequence,
         "last_error": last_error,
     }
     return DiagnosticStatus(level=level, name=name, message=message, hardware_id=identity.get("device", ""),

@@ -3,7 +3,12 @@
 
 Every array starts with a DELETEALL marker, so the previous frame's obstacles vanish even when the count
 drops to zero, then holds one box and one text label per obstacle (namespaces ``ood_obstacles`` and
-``ood_obstacle_labels``, ids 0..n-1, largest obstacle first).
+``ood_obstacle_labels``, largest obstacle first). With the frame's obstacle tracks
+(:class:`~ood_seg_node.temporal.Track`, one per obstacle) the marker id of an obstacle's box and label is its
+track id, so one object keeps one marker id in RViz from frame to frame, and the label reads
+``#7 seen 4/5 (confirmed), score 0.83, 12.3 m``; ``confirmed_only`` leaves out the obstacles of unconfirmed
+tracks (most one-frame false obstacles). Without tracks the ids are 0..n-1 and the label reads
+``anomaly 0: 600 px, score 0.83, 12.3 m``.
 
 Where the boxes go depends on what is known about the camera:
 
@@ -29,6 +34,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from ood_seg_node.obstacles import Obstacle, ground_point
+from ood_seg_node.temporal import Track
 
 BOX_NAMESPACE = "ood_obstacles"
 LABEL_NAMESPACE = "ood_obstacle_labels"
@@ -65,6 +71,8 @@ def obstacle_markers(
     camera_height: float = 1.5,
     camera_pitch: float = 0.0,
     marker_scale: float = 0.01,
+    tracks: Sequence[Track] | None = None,
+    confirmed_only: bool = False,
 ) -> MarkerArray:
     """Build the ``ood/obstacles`` MarkerArray for one frame.
 
@@ -75,26 +83,43 @@ def obstacle_markers(
         camera_height: camera height above flat ground, metres.
         camera_pitch: downward pitch of the optical axis, radians.
         marker_scale: metres per pixel for image-plane markers.
+        tracks: the obstacles' tracks, in the obstacles' order (``FrameResult.tracks``); None = ids 0..n-1.
+        confirmed_only: only the obstacles whose track is confirmed (needs ``tracks``).
 
     Returns:
         DELETEALL, then per obstacle a box (CUBE on the ground or LINE_STRIP in the image plane) and a
         TEXT_VIEW_FACING label.
+
+    Raises:
+        ValueError: ``tracks`` not one per obstacle, or ``confirmed_only`` without ``tracks``.
     """
+    if tracks is not None and len(tracks) != len(obstacles):
+        raise ValueError(f"need one track per obstacle, got {len(tracks)} tracks for {len(obstacles)} obstacles")
+    if confirmed_only and tracks is None:
+        raise ValueError("confirmed_only needs the obstacles' tracks")
     array = MarkerArray()
     array.markers.append(Marker(header=header, action=Marker.DELETEALL))
     for index, obstacle in enumerate(obstacles):
+        track = tracks[index] if tracks is not None else None
+        if confirmed_only and not track.confirmed:
+            continue
+        marker_id = track.id if track is not None else index
         placed = None
         if intrinsics is not None:
-            placed = _ground_box(obstacle, header, index, intrinsics, camera_height, camera_pitch)
+            placed = _ground_box(obstacle, header, marker_id, intrinsics, camera_height, camera_pitch)
         if placed is None:
-            placed = _image_plane_box(obstacle, header, index, marker_scale)
+            placed = _image_plane_box(obstacle, header, marker_id, marker_scale)
         box, label_position, text_height, distance = placed
-        text = f"anomaly {index}: {obstacle.area} px, score {obstacle.mean_score:.2f}"
+        if track is None:
+            text = f"anomaly {index}: {obstacle.area} px, score {obstacle.mean_score:.2f}"
+        else:
+            status = "confirmed" if track.confirmed else "tentative"
+            text = f"#{track.id} seen {track.seen}/{track.window} ({status}), score {obstacle.mean_score:.2f}"
         if distance is not None:
             text += f", {distance:.1f} m"
         array.markers.append(box)
         array.markers.append(
-            _marker(header, LABEL_NAMESPACE, index, Marker.TEXT_VIEW_FACING,
+            _marker(header, LABEL_NAMESPACE, marker_id, Marker.TEXT_VIEW_FACING,
                     pose=Pose(position=label_position, orientation=Quaternion(w=1.0)),
                     scale=Vector3(z=text_height), color=_TEXT_COLOR, text=text)
         )
