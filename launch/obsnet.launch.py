@@ -3,7 +3,7 @@
 
 ``ood_seg.launch.py`` with ``head:=obsnet`` and parameters from ``config/obsnet.yaml`` (``params_file:=``
 replaces it; the head stays ``obsnet``). Arguments: ``params_file``, and those of ``ood_seg.launch.py``:
-``image``, ``camera_info``, ``use_sim_time``, ``rviz``.
+``image``, ``camera_info``, ``use_sim_time``, ``rviz``, ``temporal_fusion``.
 """
 
 from __future__ import annotations

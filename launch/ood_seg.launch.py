@@ -2,7 +2,7 @@
 """ood_seg_node on a live camera: ``ros2 launch ood_seg_node ood_seg.launch.py head:=<name>``.
 
 Arguments: ``head`` and the model arguments ``segmenter``, ``segmenter_checkpoint``, ``head_checkpoint``,
-``score_resolution``, ``device`` (each empty = the params file's), ``params_file`` (default ``config/ood_seg.yaml``),
+``score_resolution``, ``device``, and ``temporal_fusion`` (each empty = the params file's), ``params_file`` (default ``config/ood_seg.yaml``),
 ``image`` / ``camera_info`` (input topics, remapped), ``use_sim_time``, ``rviz`` (start RViz with
 ``config/ood_seg.rviz``; without rviz2 installed, one log line and the rest runs). Every process gets the
 large-image Fast DDS profile unless one is configured.
@@ -24,9 +24,10 @@ PACKAGE = "ood_seg_node"
 
 
 def _node(context: LaunchContext) -> list[Node]:
-    # Only non-empty head:= and model arguments override the params file (params_file:=config/rpl.yaml alone runs RPL).
+    # Only non-empty head:=, model and temporal_fusion:= arguments override the params file
+    # (params_file:=config/rpl.yaml alone runs RPL).
     overrides = {"use_sim_time": ParameterValue(LaunchConfiguration("use_sim_time"), value_type=bool)}
-    overrides.update(given_parameters(context, ("head", *MODEL_ARGUMENTS)))
+    overrides.update(given_parameters(context, ("head", *MODEL_ARGUMENTS, "temporal_fusion")))
     image = LaunchConfiguration("image")
     return [
         Node(
@@ -56,6 +57,11 @@ def generate_launch_description() -> LaunchDescription:
                         "empty = the one in params_file",
         ),
         *model_arguments(),
+        DeclareLaunchArgument(
+            "temporal_fusion", default_value="",
+            description="none, flow or ground (ground also needs odometry_topic in params_file); "
+                        "empty = the one in params_file",
+        ),
         DeclareLaunchArgument(
             "params_file", default_value=PathJoinSubstitution([share, "config", "ood_seg.yaml"]),
             description="node parameters (YAML with an ood_seg_node: ros__parameters: section)",

@@ -14,7 +14,7 @@ python -m pip install -q --upgrade pip
 python -c "import torch, torchvision" 2>/dev/null || python -m pip install -q torch==2.14.1 torchvision==0.29.1
 python -m pip install -q \
   ros-rclpy ros-rmw-fastrtps-cpp ros-sensor-msgs ros-visualization-msgs ros-std-msgs \
-  ros-diagnostic-msgs ros-geometry-msgs
+  ros-diagnostic-msgs ros-geometry-msgs ros-nav-msgs
 # .[segformer] = transformers (optional segformer segmenter), .[onnx] = onnx, onnxscript, onnxruntime
 # (ood_seg export, backend onnxruntime), .[genval] = albumentations (ood_seg validate's weather effects);
 # none touches torch

@@ -19,7 +19,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ood_seg_node"
 ROS_PACKAGES = {
-    "rclpy", "sensor_msgs", "std_msgs", "visualization_msgs", "diagnostic_msgs", "geometry_msgs",
+    "rclpy", "sensor_msgs", "std_msgs", "visualization_msgs", "diagnostic_msgs", "geometry_msgs", "nav_msgs",
     "builtin_interfaces", "rcl_interfaces", "lifecycle_msgs", "rosgraph_msgs", "launch", "launch_ros",
     "cv_bridge", "ament_index_python",
 }

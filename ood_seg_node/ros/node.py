@@ -15,6 +15,13 @@ Nothing is inferred while no output has a subscriber. A malformed frame is logge
 A parameter change that needs another model is built on a thread of its own while frames keep flowing
 through the running one; a build that fails is reported, the running model stays and the parameters
 return to what it runs.
+
+Frames go through the pipeline with their header stamp (a zero stamp = unstamped: consecutive frames), so
+temporal fusion and obstacle tracks restart on stamp gaps. ``temporal_fusion: ground`` also needs each
+frame's camera: intrinsics from the latest CameraInfo, the mount from ``camera_height`` / ``camera_pitch``
+and the vehicle base's pose at the image stamp from ``odometry_topic`` (:mod:`ood_seg_node.ros.odometry`:
+interpolated between buffered poses); without one of them the frame is scored alone (logged, throttled).
+Changing a temporal parameter replaces the pipeline's fusion and tracker (a new sequence, no rebuild).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.clock import Clock, ClockType
 from rclpy.event_handler import QoSMessageLostInfo, SubscriptionEventCallbacks
@@ -40,6 +48,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from visualization_msgs.msg import MarkerArray
 
+from ood_seg_node.camera import CameraView, mount_pose
 from ood_seg_node.heads import head_names
 from ood_seg_node.pipeline import FrameResult, Pipeline, PipelineError
 from ood_seg_node.ros.diagnostics import STAGES, FrameStats, delivery_warning, diagnostic_status
@@ -49,11 +58,14 @@ from ood_seg_node.ros.node_config import (
     DESCRIPTIONS,
     INPUT_KEYS,
     PIPELINE_KEYS,
+    TEMPORAL_KEYS,
     ConfigError,
     NodeConfig,
     build_pipeline,
     check_config,
+    temporal_objects,
 )
+from ood_seg_node.ros.odometry import PoseBuffer, odometry_pose, stamp_seconds
 from ood_seg_node.ros.runtime import one_line, spin_node
 from ood_seg_node.segmenters import segmenter_names
 
@@ -100,6 +112,7 @@ class _Inferred:
     config: NodeConfig
     wanted: dict[str, bool]
     want_obstacles: bool
+    fusing: bool  # the pipeline fused scores (temporal_fusion other than none)
     marks: tuple[float, float, float, float]  # received, started, decoded, inferred (monotonic s)
 
 
@@ -143,6 +156,8 @@ class OODSegNode(LifecycleNode):
         self._diagnostics_timer: Any = None
         self._input_sub: Any = None
         self._camera_info_sub: Any = None
+        self._odometry_sub: Any = None
+        self._poses = PoseBuffer()
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     def _declare_parameters(self) -> NodeConfig:
@@ -213,6 +228,7 @@ class OODSegNode(LifecycleNode):
         self._subscribe_input()
         self._camera_info_sub = self.create_subscription(CameraInfo, "camera_info", self._on_camera_info,
                                                          _input_qos(reliable=False))
+        self._subscribe_odometry()
         self._stop.clear()
         self._publisher = threading.Thread(target=self._publish_outputs, name="ood_seg_publisher", daemon=True)
         self._publisher.start()
@@ -238,10 +254,10 @@ class OODSegNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def _stop_processing(self) -> None:
-        for subscription in (self._input_sub, self._camera_info_sub):
+        for subscription in (self._input_sub, self._camera_info_sub, self._odometry_sub):
             if subscription is not None:
                 self.destroy_subscription(subscription)
-        self._input_sub = self._camera_info_sub = None
+        self._input_sub = self._camera_info_sub = self._odometry_sub = None
         self._stop.set()
         self._wake.set()
         if self._worker is not None and self._worker.is_alive():
@@ -268,9 +284,10 @@ class OODSegNode(LifecycleNode):
     # -- pipeline --------------------------------------------------------------------------------
 
     def _install(self, pipeline: Pipeline, built_from: NodeConfig) -> Pipeline | None:
-        """Make ``pipeline`` the running one with the current mask settings; returns the one it replaces."""
+        """Make ``pipeline`` the running one with the current mask and temporal settings; returns the old one."""
         with self._lock:
             self._apply_mask_settings(pipeline)
+            self._apply_temporal_settings(pipeline)
             replaced, self._pipeline, self._pipeline_config = self._pipeline, pipeline, built_from
         return replaced
 
@@ -278,6 +295,19 @@ class OODSegNode(LifecycleNode):
         """The node's ``threshold`` and ``min_obstacle_area`` onto the pipeline; the caller holds the lock."""
         pipeline.threshold = float(self._config.threshold)
         pipeline.min_obstacle_area = int(self._config.min_obstacle_area)
+
+    def _apply_temporal_settings(self, pipeline: Pipeline) -> None:
+        """A new fusion and tracker when the temporal parameters differ from the pipeline's; the caller holds the lock.
+
+        New objects rather than changed ones: the worker may be inside ``pipeline.process`` with the old pair,
+        and the next frame starts a new sequence with the new settings.
+        """
+        config, fusion, tracker = self._config, pipeline.fusion, pipeline.tracker
+        running = (fusion.mode, fusion.alpha, fusion.max_gap_s, tracker.confirm_hits, tracker.window)
+        wanted = (config.temporal_fusion, float(config.temporal_alpha), float(config.temporal_max_gap),
+                  int(config.track_confirm_hits), int(config.track_window))
+        if running != wanted:
+            pipeline.fusion, pipeline.tracker = temporal_objects(config)
 
     def _request_rebuild(self, config: NodeConfig) -> None:
         with self._lock:
@@ -343,6 +373,46 @@ class OODSegNode(LifecycleNode):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         self._camera_info = msg
 
+    def _subscribe_odometry(self) -> None:
+        """Subscribe to ``odometry_topic`` (none when empty), with an empty pose buffer."""
+        if self._odometry_sub is not None:
+            self.destroy_subscription(self._odometry_sub)
+            self._odometry_sub = None
+        self._poses.clear()
+        topic = self._config.odometry_topic
+        if topic:
+            # best effort, deep enough for 100 Hz odometry: matches reliable and best-effort publishers alike
+            qos = QoSProfile(depth=50, history=HistoryPolicy.KEEP_LAST, reliability=ReliabilityPolicy.BEST_EFFORT)
+            self._odometry_sub = self.create_subscription(Odometry, topic, self._on_odometry, qos)
+
+    def _on_odometry(self, msg: Odometry) -> None:
+        try:
+            stamp, pose = odometry_pose(msg)
+            self._poses.add(stamp, pose)
+        except ValueError as error:  # a bad message is skipped; the node keeps running
+            self.get_logger().warning(f"odometry message ignored: {one_line(error)}",
+                                      throttle_duration_sec=_LOG_THROTTLE_S)
+
+    def _camera_view(self, stamp: float | None, width: int, height: int, config: NodeConfig) -> CameraView | None:
+        """The frame's camera for ground fusion, or None (logged, throttled, with the reason)."""
+        info = self._camera_info
+        intrinsics = intrinsics_from_camera_info(info, width, height) if info is not None else None
+        base = self._poses.lookup(stamp) if stamp is not None else None
+        if intrinsics is not None and base is not None:
+            return CameraView(intrinsics, config.camera_height, config.camera_pitch,
+                              base @ mount_pose(config.camera_height, config.camera_pitch))
+        # one log call per reason: each is throttled on its own, so a second problem is not hidden by the first
+        if intrinsics is None:
+            self.get_logger().info("ground fusion: frame scored alone, no calibrated CameraInfo on camera_info yet",
+                                   throttle_duration_sec=_LOG_THROTTLE_S)
+            return None
+        span = self._poses.span()
+        held = f"odometry buffer {span[0]:.3f}..{span[1]:.3f} s" if span else "no odometry received"
+        at = f"the image stamp {stamp:.3f} s" if stamp is not None else "an unstamped image"
+        self.get_logger().info(f"ground fusion: frame scored alone, no odometry pose at {at} ({held}) on "
+                               f"{config.odometry_topic}", throttle_duration_sec=_LOG_THROTTLE_S)
+        return None
+
     def _on_message_lost(self, info: QoSMessageLostInfo) -> None:
         with self._stats.lock:
             self._stats.frames_lost += info.total_count_change
@@ -394,7 +464,10 @@ class OODSegNode(LifecycleNode):
         try:
             rgb = msg_to_rgb(msg, max_pixels=config.max_input_pixels)
             decoded = time.monotonic()
-            result = pipeline.process(rgb)
+            stamp = stamp_seconds(msg.header.stamp) or None  # zero = unstamped: consecutive frames
+            view = self._camera_view(stamp, rgb.shape[1], rgb.shape[0], config) \
+                if pipeline.fusion.mode == "ground" else None
+            result = pipeline.process(rgb, stamp=stamp, view=view)
         except (ImageEncodingError, PipelineError) as error:
             self._frame_failed(f"frame skipped: {one_line(error)}")
             return
@@ -402,7 +475,7 @@ class OODSegNode(LifecycleNode):
             self._frame_failed(f"frame skipped, inference failed: {type(error).__name__}: {one_line(error)}")
             return
         self._outbox.put(_Inferred(msg.header, rgb, result, pipeline, config, wanted, want_obstacles,
-                                   (received, started, decoded, time.monotonic())))
+                                   "fusion" in result.timings_ms, (received, started, decoded, time.monotonic())))
 
     def _publish_outputs(self) -> None:
         """Build and publish each inferred frame's outputs while the worker infers the next frame."""
@@ -431,7 +504,8 @@ class OODSegNode(LifecycleNode):
             intrinsics = intrinsics_from_camera_info(info, width, height) if info is not None else None
             senders.insert(min(2, len(senders)), (self._obstacles_pub, lambda: obstacle_markers(
                 result.obstacles, header, intrinsics=intrinsics, camera_height=config.camera_height,
-                camera_pitch=config.camera_pitch, marker_scale=config.marker_scale,
+                camera_pitch=config.camera_pitch, marker_scale=config.marker_scale, tracks=result.tracks,
+                confirmed_only=config.publish_confirmed_only,
             )))
         building = publishing = 0.0
         for publisher, build in senders:  # each is published as soon as it is built
@@ -445,6 +519,7 @@ class OODSegNode(LifecycleNode):
         seconds = (started - received, decoded - started, inferred - decoded, building, publishing)
         with self._stats.lock:
             self._stats.frames_processed += 1
+            self._stats.count_sequence(result.restart, item.fusing)
             self._stats.latencies_ms.append(latency_ms)
             for stage, duration in zip(STAGES, seconds, strict=True):
                 self._stats.stages_ms[stage].append(duration * 1e3)
@@ -481,13 +556,20 @@ class OODSegNode(LifecycleNode):
             pipeline, running = self._pipeline, self._pipeline_config
             if pipeline is not None:
                 self._apply_mask_settings(pipeline)
+                self._apply_temporal_settings(pipeline)
         rebuild = running is not None and any(getattr(new, k) != getattr(running, k) for k in PIPELINE_KEYS)
         if rebuild:
             self._request_rebuild(new)
         if self._input_sub is not None and any(getattr(new, k) != getattr(old, k) for k in INPUT_KEYS):
             self._subscribe_input()
+        if self._input_sub is not None and new.odometry_topic != old.odometry_topic:
+            self._subscribe_odometry()
         changed = ", ".join(f"{k}={v!r}" for k, v in changes.items())
-        self.get_logger().info(f"parameters set: {changed}" + (" (rebuilding the pipeline)" if rebuild else ""))
+        notes = [note for note, applies in (
+            ("rebuilding the pipeline", rebuild),
+            ("new temporal sequence", any(getattr(new, k) != getattr(old, k) for k in TEMPORAL_KEYS)),
+        ) if applies]
+        self.get_logger().info(f"parameters set: {changed}" + (f" ({'; '.join(notes)})" if notes else ""))
         return SetParametersResult(successful=True)
 
     # -- diagnostics -----------------------------------------------------------------------------
@@ -500,7 +582,7 @@ class OODSegNode(LifecycleNode):
         if pipeline is None:
             return
         identity = {"device": str(pipeline.device), "head": running.head, "segmenter": running.segmenter,
-                    "threshold": f"{pipeline.effective_threshold:g}"}
+                    "threshold": f"{pipeline.effective_threshold:g}", "temporal_fusion": pipeline.fusion.mode}
         status = diagnostic_status(self._stats, now, name=f"{self.get_name()}: OOD segmentation",
                                    state=self._state, identity=identity)
         header = Header(stamp=self.get_clock().now().to_msg())

@@ -16,6 +16,7 @@ from ood_seg_node.heads import head_names
 from ood_seg_node.pipeline import SCORE_RESOLUTIONS, Pipeline, parse_size, resolve_device
 from ood_seg_node.ros.runtime import one_line
 from ood_seg_node.segmenters import segmenter_names
+from ood_seg_node.temporal import FUSION_MODES, ObstacleTracker, TemporalFusion
 
 
 class ConfigError(ValueError):
@@ -48,6 +49,13 @@ class NodeConfig:
     camera_height: float = 1.5
     camera_pitch: float = 0.0
     marker_scale: float = 0.01
+    temporal_fusion: str = "none"
+    temporal_alpha: float = 0.7
+    temporal_max_gap: float = 0.5
+    odometry_topic: str = ""
+    track_confirm_hits: int = 3
+    track_window: int = 5
+    publish_confirmed_only: bool = False
     autostart: bool = True
 
 
@@ -80,6 +88,14 @@ DESCRIPTIONS = {
     "camera_height": "camera height above flat ground in metres (> 0), for ground-plane obstacle markers",
     "camera_pitch": "downward pitch of the optical axis in radians, in (-pi/2, pi/2)",
     "marker_scale": "metres per pixel of image-plane obstacle markers (used without camera_info), > 0",
+    "temporal_fusion": "none, flow (each head's score fused with the previous frames' along the optical flow) or "
+                       "ground (along the flat ground's motion between camera poses; needs odometry_topic)",
+    "temporal_alpha": "weight of the current frame in the temporal fusion, in (0, 1]; 1 = no memory",
+    "temporal_max_gap": "a larger gap (seconds) between image stamps starts a new sequence (fusion and tracks), > 0",
+    "odometry_topic": "nav_msgs/Odometry of the vehicle base in a fixed frame (temporal_fusion ground); empty = none",
+    "track_confirm_hits": "an obstacle track is confirmed when seen in this many of the last track_window frames, >= 1",
+    "track_window": "frames of the track confirmation window, >= track_confirm_hits",
+    "publish_confirmed_only": "ood/obstacles carries the markers of confirmed tracks only",
     "autostart": "configure and activate at start (read once); false = wait for a lifecycle manager",
 }
 PIPELINE_KEYS = ("head", "head_checkpoint", "segmenter", "segmenter_checkpoint", "device", "score_resolution",
@@ -87,6 +103,8 @@ PIPELINE_KEYS = ("head", "head_checkpoint", "segmenter", "segmenter_checkpoint",
 """Parameters whose change rebuilds the pipeline."""
 INPUT_KEYS = ("compressed_input", "reliable_input")
 """Parameters whose change re-creates the input subscription."""
+TEMPORAL_KEYS = ("temporal_fusion", "temporal_alpha", "temporal_max_gap", "track_confirm_hits", "track_window")
+"""Parameters whose change replaces the pipeline's fusion and tracker (a new sequence starts; no rebuild)."""
 
 
 def check_config(config: NodeConfig) -> None:
@@ -117,6 +135,15 @@ def check_config(config: NodeConfig) -> None:
         ("camera_height", math.isfinite(config.camera_height) and config.camera_height > 0.0, "a number > 0"),
         ("camera_pitch", abs(config.camera_pitch) < math.pi / 2, "a number in (-pi/2, pi/2) radians"),
         ("marker_scale", math.isfinite(config.marker_scale) and config.marker_scale > 0.0, "a number > 0"),
+        ("temporal_fusion", config.temporal_fusion in FUSION_MODES, ", ".join(FUSION_MODES)),
+        ("temporal_fusion", config.temporal_fusion != "ground" or bool(config.odometry_topic),
+         "ground needs odometry_topic (nav_msgs/Odometry)"),
+        ("temporal_alpha", 0.0 < config.temporal_alpha <= 1.0, "a number in (0, 1]"),
+        ("temporal_max_gap", math.isfinite(config.temporal_max_gap) and config.temporal_max_gap > 0.0,
+         "a number of seconds > 0"),
+        ("track_confirm_hits", config.track_confirm_hits >= 1, "an integer >= 1"),
+        ("track_window", config.track_window >= config.track_confirm_hits,
+         f"an integer >= track_confirm_hits ({config.track_confirm_hits})"),
         ("head_checkpoint", not config.head_checkpoint or Path(config.head_checkpoint).is_file(), "an existing file"),
         ("segmenter_checkpoint", all(Path(part.strip()).exists() for part in config.segmenter_checkpoint.split(",")
                                      if config.segmenter_checkpoint), "an existing file or folder (two files: a,b)"),
@@ -124,6 +151,12 @@ def check_config(config: NodeConfig) -> None:
     for name, ok, valid in checks:
         if not ok:
             raise ConfigError(f"invalid {name} {getattr(config, name)!r}; valid: {valid}")
+
+
+def temporal_objects(config: NodeConfig) -> tuple[TemporalFusion, ObstacleTracker]:
+    """A new fusion and tracker for the temporal parameters (both start a new sequence)."""
+    fusion = TemporalFusion(config.temporal_fusion, alpha=config.temporal_alpha, max_gap_s=config.temporal_max_gap)
+    return fusion, ObstacleTracker(confirm_hits=config.track_confirm_hits, window=config.track_window)
 
 
 def _is_size(text: str) -> bool:
@@ -149,6 +182,11 @@ def build_pipeline(config: NodeConfig) -> Pipeline:
             backend=config.backend,
             fp16=config.fp16,
             cache_dir=config.engine_cache_dir,
+            temporal_fusion=config.temporal_fusion,
+            temporal_alpha=config.temporal_alpha,
+            temporal_max_gap=config.temporal_max_gap,
+            track_confirm_hits=config.track_confirm_hits,
+            track_window=config.track_window,
         )
         if config.calibrated_for:
             from ood_seg_node.genval.calibration import calibration_identity
