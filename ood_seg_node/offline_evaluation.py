@@ -74,8 +74,9 @@ class PipelineScorer:
         self._label = {(mode, name): name if len(self.fusions) == 1 or mode == "none" else f"{name}@{mode}"
                        for mode in self.fusions for name in pipeline.names}
         self.names = list(self._label.values()) if self.fusions else list(pipeline.names)
-        base = {**self.thresholds, **(mask_thresholds or {})}
-        self.mask_thresholds = {label: base[name] for (_, name), label in self._label.items()}
+        given = dict(mask_thresholds or {})  # by label (``msp@flow``), else by head (``msp``)
+        self.mask_thresholds = {label: given.get(label, given.get(name, self.thresholds[name]))
+                                for (_, name), label in self._label.items()}
         self.thresholds = {label: self.thresholds[name] for (_, name), label in self._label.items()} \
             if self.fusions else self.thresholds
         self._trackers = {label: ObstacleTracker(confirm_hits=confirm_hits, window=window)

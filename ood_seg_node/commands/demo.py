@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", action="append", default=[],
                         help="heads to run (default: every head with weights for the builtin segmenter)")
     parser.add_argument("--overlays", type=int, default=3, help="overlay pictures per head (default 3)")
+    parser.add_argument("--temporal-fusion", choices=("none", "flow"), default="none",
+                        help="the node's temporal_fusion (ground needs odometry, which the demo's bag has not; "
+                             "default: %(default)s)")
 
 
 def _heads(requested: list[str]) -> tuple[list[str], list[str]]:
@@ -79,7 +82,8 @@ def run(args: argparse.Namespace) -> int:
             replayer.received.clear()
             log = out / "logs" / f"node_{head}.log"
             log.parent.mkdir(exist_ok=True)
-            with ood_seg_node_process({"head": head, "reliable_input": True}, env, log) as node:
+            params = {"head": head, "reliable_input": True, "temporal_fusion": args.temporal_fusion}
+            with ood_seg_node_process(params, env, log) as node:
                 replayer.wait_for_node(node)
                 stats = replayer.play(tqdm(frames, desc=f"replaying to {head}", unit="frame", leave=False),
                                       rate_hz=args.rate, start_ns=DEFAULT_START_NS, node=node)
@@ -92,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
         replayer.close()
 
     report = EvaluationRun(runs, {"source": f"synthetic seed {args.seed}", "bag": str(bag),
+                                  "temporal_fusion": args.temporal_fusion,
                                   "frames_scored": delivery, "rate_hz": args.rate})
     results = report.write(out)
     print(_table(results))
