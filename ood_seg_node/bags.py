@@ -54,7 +54,7 @@ from typing import Any, BinaryIO, Iterable, Iterator, Protocol
 
 import numpy as np
 
-from ood_seg_node.camera import CameraView, mount_pose, pose_matrix
+from ood_seg_node.camera import CameraView, mount_pose, pose_matrix, rotation_quaternion
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.encodings import (
     ImageEncodingError,
@@ -271,8 +271,8 @@ def _camera_info_message(store: Any, camera: CameraIntrinsics, height: int, widt
 def _odometry_message(store: Any, view: CameraView, header: Any) -> Any:
     """The base pose in ``odom`` of a frame whose camera view is known (camera pose over the inverse mount)."""
     types = store.types
-    base = view.pose @ np.linalg.inv(mount_pose(view.height, view.pitch))
-    x, y, z, w = _quaternion(base[:3, :3])
+    base = view.base_pose
+    x, y, z, w = (float(value) for value in rotation_quaternion(base[:3, :3]))
     pose = types["geometry_msgs/msg/Pose"](
         position=types["geometry_msgs/msg/Point"](x=float(base[0, 3]), y=float(base[1, 3]), z=float(base[2, 3])),
         orientation=types["geometry_msgs/msg/Quaternion"](x=x, y=y, z=z, w=w))
@@ -283,24 +283,6 @@ def _odometry_message(store: Any, view: CameraView, header: Any) -> Any:
         header=odom_header, child_frame_id="base_link",
         pose=types["geometry_msgs/msg/PoseWithCovariance"](pose=pose, covariance=np.zeros(36)),
         twist=types["geometry_msgs/msg/TwistWithCovariance"](twist=twist, covariance=np.zeros(36)))
-
-
-def _quaternion(rotation: np.ndarray) -> tuple[float, float, float, float]:
-    """(x, y, z, w) of a proper rotation matrix."""
-    trace = float(np.trace(rotation))
-    if trace > 0.0:
-        s = 2.0 * np.sqrt(trace + 1.0)
-        return ((rotation[2, 1] - rotation[1, 2]) / s, (rotation[0, 2] - rotation[2, 0]) / s,
-                (rotation[1, 0] - rotation[0, 1]) / s, 0.25 * s)
-    i = int(np.argmax(np.diag(rotation)))
-    j, k = (i + 1) % 3, (i + 2) % 3
-    s = 2.0 * np.sqrt(1.0 + rotation[i, i] - rotation[j, j] - rotation[k, k])
-    q = [0.0, 0.0, 0.0, 0.0]
-    q[i] = 0.25 * s
-    q[j] = (rotation[j, i] + rotation[i, j]) / s
-    q[k] = (rotation[k, i] + rotation[i, k]) / s
-    q[3] = (rotation[k, j] - rotation[j, k]) / s
-    return float(q[0]), float(q[1]), float(q[2]), float(q[3])
 
 
 def _check_frame(frame: Frame, index: int) -> None:

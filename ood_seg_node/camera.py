@@ -34,6 +34,11 @@ class CameraView:
     pose: np.ndarray
 
     @property
+    def base_pose(self) -> np.ndarray:
+        """4x4 pose of the vehicle base under the camera (what odometry reports): ``pose @ inv(mount)``."""
+        return self.pose @ np.linalg.inv(mount_pose(self.height, self.pitch))
+
+    @property
     def ground_normal(self) -> np.ndarray:
         """World "down" in the optical frame: ground points X satisfy ``ground_normal @ X == height``."""
         return np.array([0.0, math.cos(self.pitch), math.sin(self.pitch)])
@@ -104,3 +109,23 @@ def pose_matrix(position: tuple[float, float, float], quaternion: tuple[float, f
                     [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)]]
     pose[:3, 3] = position
     return pose
+
+
+def rotation_quaternion(rotation: np.ndarray) -> np.ndarray:
+    """3x3 rotation matrix -> unit quaternion (x, y, z, w), w >= 0."""
+    m = np.asarray(rotation, dtype=np.float64)
+    trace = m[0, 0] + m[1, 1] + m[2, 2]
+    if trace > 0.0:
+        s = 2.0 * math.sqrt(trace + 1.0)
+        q = np.array([(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s])
+    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
+        q = np.array([0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s])
+    elif m[1, 1] > m[2, 2]:
+        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
+        q = np.array([(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s])
+    else:
+        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
+        q = np.array([(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s])
+    q /= np.linalg.norm(q)
+    return -q if q[3] < 0.0 else q

@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 from nav_msgs.msg import Odometry
 
-from ood_seg_node.camera import mount_pose, pose_matrix
-from ood_seg_node.ros.odometry import (
-    PoseBuffer,
-    interpolate_pose,
-    odometry_pose,
-    rotation_quaternion,
-    slerp,
-)
+from ood_seg_node.camera import mount_pose, pose_matrix, rotation_quaternion
+from ood_seg_node.ros.odometry import PoseBuffer, interpolate_pose, odometry_pose, slerp
 
 
 def _yaw_pose(x: float, y: float, yaw: float) -> np.ndarray:

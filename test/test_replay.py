@@ -75,3 +75,34 @@ def test_online_replay_equals_offline_evaluation(tmp_path, random_builtin_checkp
     for key in ("siou", "ppv", "mean_f1"):  # online keeps full-resolution float16 maps, offline native ones
         a, b = (math.nan if v is None else v for v in (online[key], offline[key]))
         assert a == pytest.approx(b, abs=0.05, nan_ok=True), key
+
+
+@pytest.mark.parametrize("mode", ["flow", "ground"])
+def test_node_fuses_a_replayed_drive_like_the_pipeline(tmp_path, mode):
+    """The node over DDS (stamps, CameraInfo, /odom from the bag) fuses as Pipeline.process with the bag's views."""
+    dataset = open_dataset("synthetic", seed=2003, frames=5, height=64, width=128)
+    bag = tmp_path / "bag"
+    write_bag(bag, iter(dataset), rate_hz=4.0, camera=dataset.camera, kind=dataset.kind, progress=False)
+    frames = [frame.to_frame() for frame in read_bag(bag)]
+    assert all(frame.view is not None for frame in frames)
+    domain = random_domain_id()
+    replayer = Replayer(domain)
+    params = {"head": "energy", "reliable_input": True, "device": "cpu", "temporal_fusion": mode,
+              "odometry_topic": "/odom", "camera_height": dataset.camera.height_m,
+              "camera_pitch": dataset.camera.pitch_rad}
+    try:
+        with ood_seg_node_process(params, isolated_env(domain), tmp_path / "node.log") as node:
+            replayer.wait_for_node(node)
+            stats = replayer.play(frames, rate_hz=4.0, start_ns=DEFAULT_START_NS, node=node, lockstep=True)
+        assert replayer.scored() == stats.sent == len(frames), node.log()
+    finally:
+        replayer.close()
+    fused = Pipeline.from_names(head="energy", device="cpu", temporal_fusion=mode)  # the shipped weights
+    alone = Pipeline.from_names(head="energy", device="cpu")
+    stamps = sorted(replayer.received)
+    for index, (frame, stamp) in enumerate(zip(frames, stamps, strict=True)):
+        expected = fused.process(frame.image, stamp=stamp / 1e9, view=frame.view)
+        assert expected.restart == ("first frame" if index == 0 else "")
+        np.testing.assert_allclose(replayer.received[stamp].score, expected.score, rtol=SCORE_TOLERANCE,
+                                   atol=SCORE_TOLERANCE, err_msg=frame.name)
+    assert np.abs(expected.score - alone.process(frames[-1].image).score).max() > 1e-2  # it did fuse

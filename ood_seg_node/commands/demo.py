@@ -28,9 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head", action="append", default=[],
                         help="heads to run (default: every head with weights for the builtin segmenter)")
     parser.add_argument("--overlays", type=int, default=3, help="overlay pictures per head (default 3)")
-    parser.add_argument("--temporal-fusion", choices=("none", "flow"), default="none",
-                        help="the node's temporal_fusion (ground needs odometry, which the demo's bag has not; "
-                             "default: %(default)s)")
+    parser.add_argument("--temporal-fusion", choices=("none", "flow", "ground"), default="none",
+                        help="the node's temporal_fusion; ground reads the bag's /odom and camera info, replayed "
+                             "with the images (default: %(default)s)")
 
 
 def _heads(requested: list[str]) -> tuple[list[str], list[str]]:
@@ -83,6 +83,9 @@ def run(args: argparse.Namespace) -> int:
             log = out / "logs" / f"node_{head}.log"
             log.parent.mkdir(exist_ok=True)
             params = {"head": head, "reliable_input": True, "temporal_fusion": args.temporal_fusion}
+            if args.temporal_fusion == "ground":
+                params.update(odometry_topic="/odom", camera_height=dataset.camera.height_m,
+                              camera_pitch=dataset.camera.pitch_rad)
             with ood_seg_node_process(params, env, log) as node:
                 replayer.wait_for_node(node)
                 stats = replayer.play(tqdm(frames, desc=f"replaying to {head}", unit="frame", leave=False),

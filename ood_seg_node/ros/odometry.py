@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ood_seg_node.camera import pose_matrix
+from ood_seg_node.camera import pose_matrix, rotation_quaternion
 
 
 def stamp_seconds(stamp: Any) -> float:
@@ -45,26 +45,6 @@ def odometry_pose(msg: Any) -> tuple[float, np.ndarray]:
     position = (pose.position.x, pose.position.y, pose.position.z)
     orientation = (pose.orientation.x, pose.orientation.y, pose.orientation.z, pose.orientation.w)
     return stamp_seconds(msg.header.stamp), pose_matrix(position, orientation)
-
-
-def rotation_quaternion(rotation: np.ndarray) -> np.ndarray:
-    """3x3 rotation matrix -> unit quaternion (x, y, z, w), w >= 0."""
-    m = np.asarray(rotation, dtype=np.float64)
-    trace = m[0, 0] + m[1, 1] + m[2, 2]
-    if trace > 0.0:
-        s = 2.0 * math.sqrt(trace + 1.0)
-        q = np.array([(m[2, 1] - m[1, 2]) / s, (m[0, 2] - m[2, 0]) / s, (m[1, 0] - m[0, 1]) / s, 0.25 * s])
-    elif m[0, 0] > m[1, 1] and m[0, 0] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[0, 0] - m[1, 1] - m[2, 2])
-        q = np.array([0.25 * s, (m[0, 1] + m[1, 0]) / s, (m[0, 2] + m[2, 0]) / s, (m[2, 1] - m[1, 2]) / s])
-    elif m[1, 1] > m[2, 2]:
-        s = 2.0 * math.sqrt(1.0 + m[1, 1] - m[0, 0] - m[2, 2])
-        q = np.array([(m[0, 1] + m[1, 0]) / s, 0.25 * s, (m[1, 2] + m[2, 1]) / s, (m[0, 2] - m[2, 0]) / s])
-    else:
-        s = 2.0 * math.sqrt(1.0 + m[2, 2] - m[0, 0] - m[1, 1])
-        q = np.array([(m[0, 2] + m[2, 0]) / s, (m[1, 2] + m[2, 1]) / s, 0.25 * s, (m[1, 0] - m[0, 1]) / s])
-    q /= np.linalg.norm(q)
-    return -q if q[3] < 0.0 else q
 
 
 def slerp(a: np.ndarray, b: np.ndarray, fraction: float) -> np.ndarray:

@@ -32,6 +32,7 @@ from ood_seg_node.ros.dds import apply_default_profile
 IMAGE_TOPIC = "/camera/image_raw"
 CAMERA_INFO_TOPIC = "/camera/camera_info"
 GT_TOPIC = "/camera/ood_gt"
+ODOMETRY_TOPIC = "/odom"
 DEFAULT_CLOCK_HZ = 40.0
 """How often ``--clock`` publishes /clock while waiting for the next message (``ros2 bag play``'s default)."""
 
@@ -223,6 +224,9 @@ class Replayer(RosParticipant):
         self.image_pub = self.node.create_publisher(Image, IMAGE_TOPIC, playback_qos())
         self.info_pub = self.node.create_publisher(CameraInfo, CAMERA_INFO_TOPIC, playback_qos())
         self.gt_pub = self.node.create_publisher(Image, GT_TOPIC, playback_qos())
+        from nav_msgs.msg import Odometry
+
+        self.odometry_pub = self.node.create_publisher(Odometry, ODOMETRY_TOPIC, playback_qos())
         self.received: dict[int, Received] = {}
         self._lock = threading.Lock()
         self.node.create_subscription(Image, "ood/anomaly_score", self._on_score, collect)
@@ -317,7 +321,9 @@ class Replayer(RosParticipant):
         """Publish frames at ``rate_hz`` (stamps ``start_ns + i / rate``), then wait for the last results.
 
         Like ``ros2 bag play``, every topic of the frame goes out with the same header: the image, the
-        camera info when given, and the ground truth when the frame has one. With ``lockstep`` a frame
+        camera info when given, and the ground truth when the frame has one. A frame with a camera view
+        (a bag with odometry) also publishes ``/odom`` (the base pose) and, without ``camera_info``, its
+        intrinsics, as ``ros2 bag play`` of that bag does. With ``lockstep`` a frame
         goes out only once the previous one's score came back (at most ``rate_hz``): a node slower than
         the rate then drops no frame, whatever the machine's load, for comparisons frame by frame.
         """
@@ -331,9 +337,13 @@ class Replayer(RosParticipant):
         for stamp, frame in paced(timeline, lambda item: item[0]):
             header = Header(stamp=Time(sec=stamp // 1_000_000_000, nanosec=stamp % 1_000_000_000),
                             frame_id=frame_id)
-            if camera_info is not None:
-                camera_info.header = header
-                self.info_pub.publish(camera_info)
+            view = getattr(frame, "view", None)
+            if camera_info is not None or view is not None:
+                info = camera_info if camera_info is not None else _camera_info(view, frame.image.shape[:2])
+                info.header = header
+                self.info_pub.publish(info)
+            if view is not None:  # before the image: the node looks the pose up at the image's stamp
+                self.odometry_pub.publish(_odometry(view, header))
             if frame.ood_gt is not None:
                 self.gt_pub.publish(array_to_image_msg(frame.ood_gt, "mono8", header))
             message = array_to_image_msg(frame.image, "rgb8", header)
@@ -462,3 +472,29 @@ def node_latency(*, segmenter_spec: str, checkpoint: str, sizes: Sequence[tuple[
     finally:
         replayer.close()
     return rows
+
+
+def _camera_info(view, size: tuple[int, int]):
+    """CameraInfo of a camera view's intrinsics for an image of ``size`` (no distortion)."""
+    from sensor_msgs.msg import CameraInfo
+
+    fx, fy, cx, cy = (float(value) for value in view.intrinsics)
+    return CameraInfo(height=size[0], width=size[1], distortion_model="plumb_bob", d=[0.0] * 5,
+                      k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0], r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+                      p=[fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0])
+
+
+def _odometry(view, header):
+    """nav_msgs/Odometry of the vehicle base under a camera view, stamped like the frame, in ``odom``."""
+    from geometry_msgs.msg import Point, Pose, Quaternion
+    from nav_msgs.msg import Odometry
+    from std_msgs.msg import Header
+
+    from ood_seg_node.camera import rotation_quaternion
+
+    base = view.base_pose
+    x, y, z, w = (float(value) for value in rotation_quaternion(base[:3, :3]))
+    message = Odometry(header=Header(stamp=header.stamp, frame_id="odom"), child_frame_id="base_link")
+    message.pose.pose = Pose(position=Point(x=float(base[0, 3]), y=float(base[1, 3]), z=float(base[2, 3])),
+                             orientation=Quaternion(x=x, y=y, z=z, w=w))
+    return message
