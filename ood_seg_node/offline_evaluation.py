@@ -231,7 +231,7 @@ def evaluate_frames(
                       {k: v for s in fused for k, v in s.tracks.items()}, first=any(s.first for s in fused),
                       restarted={k: v for s in fused for k, v in s.restarted.items()},
                       fusion_ms={k: v for s in fused for k, v in s.fusion_ms.items()},
-                      pipeline_ms=sum(s.pipeline_ms for s in fused))
+                      pipeline_ms={k: s.pipeline_ms for s in fused for k in s.full})
     if not accumulator.frames:
         raise EvaluationError(f"none of the {unlabelled} frames has anomaly ground truth (a benchmark's test labels "
                               "are not public: evaluate its validation frames, or export-scores for a submission)")

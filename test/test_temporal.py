@@ -198,3 +198,39 @@ def test_gt_objects_and_matching() -> None:
     assert gt_objects(gt, 50) == [(5, 5, 15, 15)]
     found, hit = match([(4, 4, 14, 14), (30, 30, 40, 40)], [(5, 5, 15, 15)])
     assert found == 1 and hit == [True, False]
+
+
+def test_evaluate_compares_fusion_modes_on_one_forward(tmp_path, capsys) -> None:
+    import json
+
+    from ood_seg_node.cli import main as cli_main
+
+    out = tmp_path / "eval"
+    assert cli_main(["evaluate", "--dataset", "synthetic", "--seed", "2001", "--sequences", "2", "--frames", "4",
+                     "--height", "64", "--width", "128", "--head", "msp", "--temporal-fusion", "none", "flow",
+                     "ground", "--device", "cpu", "--overlays", "1", "--out", str(out)]) == 0
+    heads = json.loads((out / "metrics.json").read_text())["heads"]
+    assert set(heads) == {"msp", "msp@flow", "msp@ground"}
+    first = {name: run["temporal"]["first_frame"] for name, run in heads.items()}
+    assert first["msp"]["frames"] == 2  # one first frame per drive
+    assert first["msp"] == first["msp@flow"] == first["msp@ground"]  # a sequence's first frame is scored alone
+    assert heads["msp"]["temporal"]["overhead"] == 0.0 and heads["msp@flow"]["temporal"]["overhead"] > 0.0
+    assert heads["msp@flow"]["ap"] != heads["msp"]["ap"]
+    assert list((out / "overlays").glob("worst_msp@ground_1_*.png"))
+    capsys.readouterr()
+    assert cli_main(["evaluate", "--dataset", "synthetic", "--frames", "2", "--height", "32", "--width", "64",
+                     "--head", "msp", "--temporal-fusion", "flow", "--shard", "0/2", "--device", "cpu",
+                     "--out", str(tmp_path / "shard")]) != 0
+    assert "no --shard with it" in capsys.readouterr().err
+
+
+def test_ground_fusion_without_camera_poses_is_refused_in_one_line(drive: SyntheticSequence) -> None:
+    from ood_seg_node.datasets.base import Frame
+    from ood_seg_node.evaluation.metrics import EvaluationError
+    from ood_seg_node.offline_evaluation import PipelineScorer, evaluate_frames
+
+    frames = [Frame(f.image, f.ood_gt, f.semantic, f.name, f.sequence, f.index) for f in (drive[0], drive[1])]
+    scorer = PipelineScorer(Pipeline.from_names(head="msp", device="cpu"), fusion_modes=["ground"])
+    with pytest.raises(EvaluationError, match="needs each frame's camera pose") as error:
+        evaluate_frames(lambda: iter(frames), [scorer], kind="obstacle")
+    assert "\n" not in str(error.value)

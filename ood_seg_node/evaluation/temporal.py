@@ -64,6 +64,7 @@ class _NameState:
     previous_mask: np.ndarray | None = None
     restarts: int = 0
     fusion_ms: list[float] = field(default_factory=list)
+    pipeline_ms: list[float] = field(default_factory=list)
 
 
 def gt_objects(gt: np.ndarray, min_area: int) -> list[tuple[int, int, int, int]]:
@@ -101,11 +102,10 @@ class TemporalMeter:
         self.min_area, self.match_iou = int(min_area), float(match_iou)
         self.names = {name: _NameState() for name in self.thresholds}
         self._previous: Any = None
-        self.pipeline_ms: list[float] = []
 
     def add(self, frame: Any, scores: Mapping[str, np.ndarray], tracks: Mapping[str, list[Track]], *,
             first: bool, restarted: Mapping[str, bool] | None = None, fusion_ms: Mapping[str, float] | None = None,
-            pipeline_ms: float | None = None) -> None:
+            pipeline_ms: Mapping[str, float] | None = None) -> None:
         """One frame, in sequence order.
 
         Args:
@@ -115,14 +115,13 @@ class TemporalMeter:
             first: the frame starts a sequence.
             restarted: name -> its fusion restarted on this frame without a cut (a motion failure).
             fusion_ms: name -> time its fusion took on this frame.
-            pipeline_ms: the pipeline's time on this frame (segmenter and heads), for the overhead ratio.
+            pipeline_ms: name -> the time of the pipeline that scored it on this frame (segmenter and heads),
+                for the overhead ratio.
         """
         gt = frame.ood_gt
         motion = None if first or self._previous is None else self._motion(self._previous, frame)
         previous_gt = self._previous.ood_gt if self._previous is not None else None
         objects = gt_objects(gt, self.min_area)
-        if pipeline_ms is not None:
-            self.pipeline_ms.append(pipeline_ms)
         for name, score in scores.items():
             state = self.names[name]
             mask = score >= self.thresholds[name]
@@ -134,6 +133,8 @@ class TemporalMeter:
             state.restarts += bool((restarted or {}).get(name))
             if fusion_ms and name in fusion_ms:
                 state.fusion_ms.append(fusion_ms[name])
+            if pipeline_ms and name in pipeline_ms:
+                state.pipeline_ms.append(pipeline_ms[name])
         self._previous = frame
 
     @staticmethod
@@ -177,11 +178,11 @@ class TemporalMeter:
         / ``later_frames`` AP and FPR95, ``restarts``, ``fusion_ms`` and ``overhead`` (its ratio to the
         pipeline's mean time).
         """
-        pipeline_ms = float(np.mean(self.pipeline_ms)) if self.pipeline_ms else float("nan")
         out = {}
         for name, state in self.names.items():
             false = state.false_tracks
             fusion_ms = float(np.mean(state.fusion_ms)) if state.fusion_ms else 0.0
+            pipeline_ms = float(np.mean(state.pipeline_ms)) if state.pipeline_ms else float("nan")
             out[name] = {
                 "threshold": self.thresholds[name],
                 "flicker": state.changed / state.masked if state.masked else float("nan"),
@@ -196,6 +197,7 @@ class TemporalMeter:
                                                                    ("later_frames", state.later))},
                 "restarts": state.restarts,
                 "fusion_ms": fusion_ms,
+                "pipeline_ms": pipeline_ms,
                 "overhead": fusion_ms / pipeline_ms if pipeline_ms > 0 else float("nan"),
             }
         return out
