@@ -216,7 +216,7 @@ def test_evaluate_compares_fusion_modes_on_one_forward(tmp_path, capsys) -> None
     assert first["msp"] == first["msp@flow"] == first["msp@ground"]  # a sequence's first frame is scored alone
     assert heads["msp"]["temporal"]["overhead"] == 0.0 and heads["msp@flow"]["temporal"]["overhead"] > 0.0
     assert heads["msp@flow"]["ap"] != heads["msp"]["ap"]
-    assert list((out / "overlays").glob("worst_msp@ground_1_*.png"))
+    assert list((out / "overlays").glob("worst_msp@ground_1_*.png")) and (out / "temporal.png").is_file()
     capsys.readouterr()
     assert cli_main(["evaluate", "--dataset", "synthetic", "--frames", "2", "--height", "32", "--width", "64",
                      "--head", "msp", "--temporal-fusion", "flow", "--shard", "0/2", "--device", "cpu",

@@ -114,6 +114,34 @@ def write_report(out_dir: str | Path, results: dict[str, dict], curves: dict[str
             writer.writerow(row)
     _plot_curves(out / "pr_curves.png", results, curves, roc=False)
     _plot_curves(out / "roc_curves.png", results, curves, roc=True)
+    if any(values.get("temporal") for values in results.values()):
+        _plot_temporal(out / "temporal.png", results)
+
+
+def _plot_temporal(path: Path, results: dict[str, dict]) -> None:
+    """Per head, one bar per fusion mode (``<head>@<mode>`` names): FPR95, flicker, obstacle F1 of confirmed tracks."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = {name: values for name, values in results.items() if values.get("temporal")}
+    heads = list(dict.fromkeys(name.split("@")[0] for name in rows))
+    modes = list(dict.fromkeys(name.partition("@")[2] or "none" for name in rows))
+    panels = (("FPR95 (%)", lambda v: v.get("fpr95")), ("flicker (%)", lambda v: v["temporal"]["flicker"]),
+              ("confirmed-track F1 (%)", lambda v: v["temporal"]["confirmed"]["f1"]))
+    fig = Figure(figsize=(max(6.0, 0.9 * len(heads)), 2.4 * len(panels)), dpi=110)
+    FigureCanvasAgg(fig)
+    width = 0.8 / len(modes)
+    for column, (title, value) in enumerate(panels):
+        ax = fig.add_subplot(len(panels), 1, column + 1)
+        for k, mode in enumerate(modes):
+            names = [head if mode == "none" else f"{head}@{mode}" for head in heads]
+            heights = [100 * (_number(value(rows[n])) or 0.0) if n in rows else 0.0 for n in names]
+            ax.bar(np.arange(len(heads)) + (k - (len(modes) - 1) / 2) * width, heights, width, label=mode)
+        ax.set_xticks(np.arange(len(heads)), heads if column == len(panels) - 1 else [], fontsize=8)
+        ax.set_title(title, fontsize=9)
+    fig.axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
 
 
 def _plot_curves(path: Path, results: dict[str, dict], curves: dict[str, dict], *, roc: bool) -> None:
