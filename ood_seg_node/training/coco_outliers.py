@@ -20,6 +20,8 @@ ICCV 2021; ``preparation/prepare_coco_segmentation.py`` of robin-chan/meta-ood).
 RPL then subsamples the set to as many images as Cityscapes' training split (``proxy_size``), pastes the
 union mask of one image, cut to its bounding box, at a uniformly random position of a Cityscapes crop
 (``Preprocess.mix_object``), and uses the whole COCO image with its mask as the outlier *context* of CoroCL.
+DenseHybrid (matejgrcic/DenseHybrid) pastes ADE20K instances instead of COCO ones; its negatives are not
+COCO and its protocol does not apply here.
 
 Here, steps 1-3 are done in memory from ``instances_<split>.json`` (parsed with :mod:`json`; polygons are
 filled with ``cv2.fillPoly`` on a supersampled grid, uncompressed and compressed RLE are decoded by
