@@ -68,12 +68,87 @@ def to_batch(frames: Sequence[Frame], *, flip: Sequence[bool] | None = None) -> 
     return Batch(torch.stack(images).float() / 255.0, torch.stack(semantic), torch.stack(ood))
 
 
+@dataclass
+class SampledBatch(Batch):
+    """A training batch that knows where its random draws come from, independently of the process count.
+
+    ``positions`` are its samples' places in the epoch's order; every draw keyed on them (or on ``step``)
+    is the same whichever process holds the sample, so N processes draw what one process draws.
+    """
+
+    seed: int = 0
+    epoch: int = 0
+    step: int = 0
+    positions: tuple[int, ...] = ()
+
+    def sample_rng(self, index: int, stream: int = 3) -> np.random.Generator:
+        """The generator of sample ``index``'s own draws (outlier pasting, negatives, ...)."""
+        return _keyed_rng(self.seed, self.epoch, stream, self.positions[index])
+
+    def step_rng(self, stream: int = 4, rank: int = 0) -> np.random.Generator:
+        """A generator of draws made once per step (and per ``rank`` for per-process draws)."""
+        return _keyed_rng(self.seed, self.epoch, stream, self.step, rank)
+
+
+def _keyed_rng(*key: int) -> np.random.Generator:
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
+
+
+def epoch_order(count: int, *, shuffle: bool, seed: int, epoch: int, world_size: int = 1) -> list[int]:
+    """The epoch's sample order, as ``torch.utils.data.DistributedSampler`` draws it on every rank.
+
+    A permutation from ``seed + epoch`` (identity without ``shuffle``), padded with its own beginning to a
+    multiple of ``world_size`` (nothing is padded when the world size divides ``count``).
+    """
+    if shuffle:
+        generator = torch.Generator().manual_seed(seed + epoch)
+        order = torch.randperm(count, generator=generator).tolist()
+    else:
+        order = list(range(count))
+    padded = -(-count // world_size) * world_size
+    while len(order) < padded:
+        order += order[: padded - len(order)]
+    return order
+
+
 def batches(frames: Sequence[Frame], batch_size: int, *, shuffle: bool, augment: bool,
-            crop: tuple[int, int] | None = None) -> Iterator[Batch]:
+            crop: tuple[int, int] | None = None, seed: int | None = None, epoch: int = 1, rank: int = 0,
+            world_size: int = 1) -> Iterator[Batch]:
     """One epoch of batches; augmentation is a horizontal flip (the world is left/right symmetric).
 
     ``crop`` (H, W) cuts one random window per batch, at full scale, to make CPU training steps cheaper.
+
+    With a ``seed`` (training), the epoch's order comes from :func:`epoch_order`, each sample's flip from
+    ``(seed, epoch, its position)`` and each global batch's crop window from ``(seed, epoch, step)``:
+    process ``rank`` of ``world_size`` yields its interleaved share (``batch_size / world_size`` samples) of
+    each global batch of ``batch_size``, as :class:`SampledBatch`, and the union of the shares is what one
+    process draws. Without a seed the draws come from Python's ``random``, unsharded.
     """
+    if seed is None:
+        yield from _unkeyed_batches(frames, batch_size, shuffle=shuffle, augment=augment, crop=crop)
+        return
+    if batch_size % world_size:
+        raise ValueError(f"--batch-size {batch_size} is not divisible by the {world_size} training processes "
+                         "(the global batch is split evenly across them)")
+    order = epoch_order(len(frames), shuffle=shuffle, seed=seed, epoch=epoch, world_size=world_size)
+    for step, start in enumerate(range(0, len(order), batch_size)):
+        positions = tuple(range(start, min(start + batch_size, len(order))))[rank::world_size]
+        chosen = [frames[order[p]] for p in positions]
+        flips = [bool(_keyed_rng(seed, epoch, 1, p).random() < 0.5) for p in positions] if augment else None
+        batch = to_batch(chosen, flip=flips)
+        if crop is not None:
+            height, width = batch.semantic.shape[-2:]
+            draw = _keyed_rng(seed, epoch, 2, step)
+            top = int(draw.integers(0, max(0, height - crop[0]) + 1))
+            left = int(draw.integers(0, max(0, width - crop[1]) + 1))
+            window = (slice(None), slice(top, top + crop[0]), slice(left, left + crop[1]))
+            batch = Batch(batch.images[(slice(None), *window)], batch.semantic[window], batch.ood[window])
+        yield SampledBatch(batch.images, batch.semantic, batch.ood, seed=seed, epoch=epoch, step=step,
+                           positions=positions)
+
+
+def _unkeyed_batches(frames: Sequence[Frame], batch_size: int, *, shuffle: bool, augment: bool,
+                     crop: tuple[int, int] | None = None) -> Iterator[Batch]:
     order = list(range(len(frames)))
     if shuffle:
         random.shuffle(order)
@@ -125,6 +200,9 @@ class TrainingConfig:
     height: int = option(256, "frame height")
     width: int = option(512, "frame width")
     seed: int = option(0, "seed of every random draw")
+    resume: str = option("", "continue the run whose output folder (its last.pt) this is; --out defaults to it")
+    amp: str = option("off", "mixed precision: bf16 or fp16 autocast (fp16 with gradient scaling) on CUDA; "
+                             "bf16 also on CPU", choices=("off", "bf16", "fp16"))
 
 
 @dataclass

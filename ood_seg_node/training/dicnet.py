@@ -30,6 +30,7 @@ from ood_seg_node.fastpath import FastPath
 from ood_seg_node.heads.dicnet import DiCNet, DistillationStudent, FeatureStandardiser, feature_discrepancy
 from ood_seg_node.segmenters import Segmenter, name_outputs
 from ood_seg_node.training.common import Batch, HeadTrainingConfig, batches, cosine_lr, option
+from ood_seg_node.training.distributed import masked_mean
 from ood_seg_node.training.head_trainer import TRAINERS, HeadTrainer
 
 WEIGHT_DECAY = 1e-4
@@ -139,7 +140,7 @@ def distillation_loss(head: DiCNet, images: torch.Tensor, teacher: torch.Tensor,
                       mask: torch.Tensor) -> torch.Tensor:
     """Mean over inlier cells of the per-cell MSE over channels between student and teacher features."""
     error = feature_discrepancy(head.student_features(images, teacher.shape[-2:]), teacher)
-    return error[mask].mean() if bool(mask.any()) else error.sum() * 0.0
+    return masked_mean(error, mask)  # over the inlier cells of every process's share of the batch
 
 
 @dataclass
@@ -351,22 +352,28 @@ class DiCNetTrainer(HeadTrainer):
 
     def epoch(self) -> Iterable[Batch]:
         self.head.train()
-        return (batch for _ in range(self.passes) for batch in self.train_batches())
+        # pass p of epoch e draws its order as epoch (e - 1) * passes + p + 1 would
+        first = (self.current_epoch - 1) * self.passes + 1
+        return (batch for p in range(self.passes) for batch in self.train_batches(first + p))
 
     def schedule(self, step: int, total: int, base: float) -> float:
         return cosine_lr(step, total, base, warmup=min(50, total // 10))
 
-    def step(self, batch: Batch) -> dict[str, float]:
+    def trained_modules(self) -> dict[str, nn.Module]:
+        """The student (the head's standardiser and score calibration are not trained by gradient)."""
+        return {"student": self.head.student}
+
+    def state_modules(self) -> dict[str, nn.Module]:
+        """The whole head: the student and the calibration every validation refits."""
+        return {"head": self.head}
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """MSE of the student to the teacher's standardised neck, on inlier cells."""
         images = batch.images.to(self.device)
         with torch.no_grad():
             teacher = self.head.teacher_features(self.segmenter.run(images))
         mask = inlier_cells(batch, teacher.shape[-2:]).to(self.device)
-        loss = distillation_loss(self.head, images, teacher, mask)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"train_loss": loss.item()}
+        return {"total": distillation_loss(self.head, images, teacher, mask)}
 
     def validate(self) -> dict[str, float]:
         """Recalibrate the score normalisation on inlier validation cells, then AP / AUROC / FPR95."""

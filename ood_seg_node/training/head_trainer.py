@@ -3,8 +3,10 @@
 
 A head trainer is a :class:`HeadTrainer` subclass registered with ``@TRAINERS.register(name)`` under its
 head's name: an options dataclass (each field is a ``--<name>-<field>`` flag of ``train-head``), its head and
-optimizer built in ``__init__``, and a ``step``; the base class supplies the rest of what
-:func:`ood_seg_node.training.loop.fit` calls, for a trainer to override where its method differs. The
+optimizer built in ``__init__``, and ``losses(batch)`` (the loss terms of one batch, ``total`` among them; the
+loop back-propagates and steps the optimizer); the base class supplies the rest of what
+:func:`ood_seg_node.training.loop.fit` calls -- ``trained_modules`` is the head -- for a trainer to override
+where its method differs. The
 checkpoint it writes is the one its head's ``build`` loads: the head's weights and architecture config, the
 identity of the segmenter it was trained on, and the best-F1 validation threshold.
 """
@@ -16,14 +18,17 @@ from typing import Any, ClassVar, Iterable
 
 import numpy as np
 import torch
+from torch import nn
 
 from ood_seg_node.checkpoints import Checkpoint
 from ood_seg_node.heads import HEADS, TrainedHead, check_taps
 from ood_seg_node.registry import Registry
 from ood_seg_node.segmenters import Segmenter, build_segmenter
+from ood_seg_node.training import distributed
 from ood_seg_node.training.common import (
     Batch,
     HeadTrainingConfig,
+    SampledBatch,
     batches,
     evaluate_head,
     poly_lr,
@@ -89,9 +94,50 @@ class HeadTrainer(Trainer):
         """Refuse, before any frame is rendered, a segmenter the head cannot work with (missing taps)."""
         check_taps(self.name, self.segmenter, HEADS.get(self.name).required_taps)
 
-    def train_batches(self) -> Iterable[Batch]:
-        """One shuffled, flip-augmented epoch of the training frames."""
-        return batches(self.train_frames, self.config.batch_size, shuffle=True, augment=True)
+    def train_batches(self, epoch: int | None = None) -> Iterable[Batch]:
+        """One shuffled, flip-augmented epoch of the training frames: this process's share of each batch.
+
+        The order and the flips are keyed on the seed and ``epoch`` (default: :attr:`current_epoch`).
+        """
+        runtime = distributed.current()
+        return batches(self.train_frames, self.config.batch_size, shuffle=True, augment=True,
+                       seed=self.config.seed, epoch=self.current_epoch if epoch is None else epoch,
+                       rank=runtime.rank, world_size=runtime.world_size)
+
+    def sample_rngs(self, batch: Batch) -> list[np.random.Generator]:
+        """One generator per sample of ``batch`` for the trainer's per-sample draws.
+
+        Keyed on the sample's place in the epoch (:class:`~ood_seg_node.training.common.SampledBatch`), so
+        that the draws do not depend on how many processes share the batch; :attr:`rng` for other batches.
+        """
+        if isinstance(batch, SampledBatch) and len(batch.positions) == batch.images.shape[0]:
+            return [batch.sample_rng(i) for i in range(len(batch.positions))]
+        return [self.rng] * batch.images.shape[0]
+
+    def step_rng(self, batch: Batch) -> np.random.Generator:
+        """A generator of the draws a trainer makes once per step in this process (keyed on step and rank)."""
+        if isinstance(batch, SampledBatch):
+            return batch.step_rng(rank=distributed.current().rank)
+        return self.rng
+
+    def step_generator(self, batch: Batch) -> torch.Generator:
+        """The torch counterpart of :meth:`step_rng`."""
+        if isinstance(batch, SampledBatch):
+            seed = int(batch.step_rng(stream=5, rank=distributed.current().rank).integers(2**62))
+            return torch.Generator().manual_seed(seed)
+        return self.generator
+
+    def trained_modules(self) -> dict[str, nn.Module]:
+        """The head (the segmenter stays frozen, outside the wrapped module)."""
+        return {"head": self.head}
+
+    def random_state(self) -> dict[str, Any]:
+        return {"rng": self.rng.bit_generator.state, "generator": self.generator.get_state()}
+
+    def load_random_state(self, state: dict[str, Any]) -> None:
+        if state:
+            self.rng.bit_generator.state = state["rng"]
+            self.generator.set_state(state["generator"])
 
     def epoch(self) -> Iterable[Batch]:
         self.head.train()

@@ -39,9 +39,12 @@ from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY
 from ood_seg_node.datasets.base import Frame
 from ood_seg_node.heads.nflowjs import NFlowJS, js_to_uniform
 from ood_seg_node.segmenters import Segmenter, SegmenterError
-from ood_seg_node.training.common import Batch, HeadTrainingConfig, batches, cosine_lr, option
+from ood_seg_node.training import distributed
+from ood_seg_node.training.common import Batch, HeadTrainingConfig, SampledBatch, batches, cosine_lr, option
+from ood_seg_node.training.distributed import masked_mean
 from ood_seg_node.training.flows import PatchFlow
 from ood_seg_node.training.head_trainer import TRAINERS, HeadTrainer
+from ood_seg_node.training.segmenter import cross_entropy
 
 NEGATIVES = ("flow", "procedural", "none")
 PRETRAINED_FLOW = "nflowjs_flow_pretrained.pt"
@@ -170,11 +173,12 @@ def _procedural_patch(size: int, rng: np.random.Generator) -> tuple[torch.Tensor
 
 
 def paste_negatives(images: torch.Tensor, semantic: torch.Tensor, options: NFlowJSOptions,
-                    flow: PatchFlow | None, rng: np.random.Generator
+                    flow: PatchFlow | None, rng: np.random.Generator, *, generator: torch.Generator | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Paste negatives at random positions; returns (images, semantic with pasted pixels void, negative mask).
 
     Flow patches stay attached to the autograd graph, so the segmenter's loss on them reaches the flow.
+    ``generator`` draws the flow's latents (default: torch's global generator).
     """
     if options.negatives == "none":
         return images, semantic, torch.zeros_like(semantic, dtype=torch.bool)
@@ -189,7 +193,7 @@ def paste_negatives(images: torch.Tensor, semantic: torch.Tensor, options: NFlow
             top = int(rng.integers(0, height - side + 1))
             left = int(rng.integers(0, width - side + 1))
             if options.negatives == "flow":
-                patch = flow.sample(1, side, temperature=options.temperature)[0]
+                patch = flow.sample(1, side, temperature=options.temperature, generator=generator)[0]
                 mask = torch.ones(side, side, dtype=torch.bool, device=images.device)
             else:
                 patch, mask = _procedural_patch(side, rng)
@@ -303,6 +307,8 @@ class NFlowJSTrainer(HeadTrainer):
             given = options.flow_checkpoint
             self.flow = (load_flow(given) if given else PatchFlow(hidden=options.flow_hidden)).to(self.device)
         self.joint_flow = self.flow is not None and not options.freeze_flow
+        if self.flow is not None and options.freeze_flow:
+            self.flow.requires_grad_(False)  # pre-training (if any) trains it, fine-tuning does not
         groups = [{"params": list(self.finetuned.parameters()), "lr": self.lr}]
         if self.joint_flow:
             groups.append({"params": list(self.flow.parameters()), "lr": options.joint_flow_lr})
@@ -320,12 +326,23 @@ class NFlowJSTrainer(HeadTrainer):
             return {}
         report: dict[str, Any] = {}
         if not self.options.flow_checkpoint:
+            self.flow.requires_grad_(True)
+            # every process pre-trains the same flow (same seed); rank 0's is what DDP starts from
             history = pretrain_flow(self.flow, self.train_frames, self.options, self.device, seed=self.config.seed)
-            save_flow(out / PRETRAINED_FLOW, self.flow, bits_per_dim=history[-1])
+            if distributed.current().main:
+                save_flow(out / PRETRAINED_FLOW, self.flow, bits_per_dim=history[-1])
             report["flow_final_bpd"] = history[-1]
         if self.options.freeze_flow:
             self.flow.requires_grad_(False)
         return report
+
+    def trained_modules(self) -> dict[str, torch.nn.Module]:
+        """The fine-tuned segmenter and, when trained jointly, the flow."""
+        return {"segmenter": self.finetuned, **({"flow": self.flow} if self.joint_flow else {})}
+
+    def state_modules(self) -> dict[str, torch.nn.Module]:
+        """The fine-tuned segmenter and the flow (pre-trained or joint), which a resumed run does not redo."""
+        return {"segmenter": self.finetuned, **({"flow": self.flow} if self.flow is not None else {})}
 
     def epoch(self) -> Iterable[Batch]:
         self.finetuned.train()
@@ -337,29 +354,49 @@ class NFlowJSTrainer(HeadTrainer):
     def schedule(self, step: int, total: int, base: float) -> float:
         return cosine_lr(step, total, base, warmup=max(1, min(10, total // 10)))
 
-    def step(self, batch: Batch) -> dict[str, float]:
-        """Paste negatives; CE on inliers + lambda JSD-to-uniform on negatives (+ the flow's NLL when joint)."""
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Paste negatives; CE on inliers + lambda JSD-to-uniform on negatives (+ the flow's NLL when joint).
+
+        Each image's negatives come from its own keyed generators and the flow's inlier crops are split
+        across processes; the flow's dequantisation noise comes from each process's global generator.
+        """
         options, device = self.options, self.device
         images, semantic = batch.images.to(device), batch.semantic.to(device)
         # the world's own obstacles are never learnt (already void in ``semantic``; made sure here)
         semantic = semantic.masked_fill(batch.ood.to(device) == OOD_ANOMALY, IGNORE_INDEX)
-        images, semantic, negative = paste_negatives(images, semantic, options, self.flow, self.rng)
+        pasted = []
+        for i, rng in enumerate(self.sample_rngs(batch)):
+            generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
+            pasted.append(paste_negatives(images[i:i + 1], semantic[i:i + 1], options, self.flow, rng,
+                                          generator=generator))
+        images, semantic, negative = (torch.cat([p[k] for p in pasted]) for k in range(3))
         logits = self.finetuned.run(images).logits
         logits = F.interpolate(logits, size=semantic.shape[-2:], mode="bilinear", align_corners=False)
-        ce = F.cross_entropy(logits, semantic, ignore_index=IGNORE_INDEX)
-        js = js_to_uniform(logits)[negative].mean() if bool(negative.any()) else logits.new_zeros(())
+        ce = cross_entropy(logits, semantic)
+        if distributed.current().distributed:
+            js = masked_mean(js_to_uniform(logits), negative)
+        else:
+            js = js_to_uniform(logits)[negative].mean() if bool(negative.any()) else logits.new_zeros(())
         loss = ce + options.loss_weight * js
         nll = logits.new_zeros(())
         if self.joint_flow:
-            crops = inlier_crops(self.train_frames, options.flow_crop, options.flow_batch, self.rng)
-            nll = self.flow.bits_per_dim(crops.to(device))
+            nll = self.flow.bits_per_dim(self.flow_crops(batch).to(device))
             loss = loss + options.flow_weight * nll
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        return {"total": loss, "train_ce": ce, "train_js": js, "train_nll": nll}
+
+    def flow_crops(self, batch: Batch) -> torch.Tensor:
+        """The current process's share of the step's ``flow_batch`` inlier crops, each from its own keyed generator."""
+        options = self.options
+        if not isinstance(batch, SampledBatch):
+            return inlier_crops(self.train_frames, options.flow_crop, options.flow_batch, self.rng)
+        runtime = distributed.current()
+        crops = [inlier_crops(self.train_frames, options.flow_crop, 1, batch.step_rng(stream=6 + k))
+                 for k in range(runtime.rank, options.flow_batch, runtime.world_size)]
+        return torch.cat(crops)
+
+    def before_optimizer_step(self) -> None:
         if self.joint_flow:
             torch.nn.utils.clip_grad_norm_(self.flow.parameters(), 50.0)
-        self.optimizer.step()
-        return {"train_loss": loss.item(), "train_ce": ce.item(), "train_js": js.item(), "train_nll": nll.item()}
 
     def validate(self) -> dict[str, float]:
         """JS and MSP AP / AUROC / FPR95 (+ best-F1 thresholds) and mIoU of the fine-tuned segmenter."""

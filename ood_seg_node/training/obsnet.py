@@ -24,6 +24,7 @@ from ood_seg_node.heads.obsnet import SIZES, ObsNet
 from ood_seg_node.segmenters import Segmenter
 from ood_seg_node.training.attacks import ATTACK_MODES, ATTACK_TARGETS, MASK_KINDS, AttackConfig, attack_batch
 from ood_seg_node.training.common import Batch, HeadTrainingConfig, option
+from ood_seg_node.training.distributed import global_denominator
 from ood_seg_node.training.head_trainer import TRAINERS, HeadTrainer
 
 
@@ -77,7 +78,8 @@ def observer_loss(head: ObsNet, images: torch.Tensor, features: dict[str, torch.
     per_pixel = F.binary_cross_entropy_with_logits(
         logits, errors.float(), pos_weight=torch.tensor(pos_weight, device=logits.device), reduction="none"
     )
-    return (per_pixel * valid).sum() / valid.sum().clamp(min=1)
+    # the valid pixels of every process's share of the batch (this process's alone without torchrun)
+    return (per_pixel * valid).sum() / global_denominator(valid.sum(), minimum=1)
 
 
 def initialise_from_segmenter(head: ObsNet, segmenter: Segmenter) -> int:
@@ -124,16 +126,17 @@ class ObsNetTrainer(HeadTrainer):
         self.optimizer = torch.optim.SGD(self.head.parameters(), lr=self.lr, momentum=options.momentum,
                                          weight_decay=options.weight_decay)
 
-    def step(self, batch: Batch) -> dict[str, float]:
-        """Attack the batch, take the segmenter's errors on it as the target, one SGD step on the BCE."""
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Attack the batch, take the segmenter's errors on it as the target; the observer's BCE.
+
+        The attack (whether the batch is attacked, its regions and targets) is drawn once per step and
+        process, so with several processes each one attacks its share independently.
+        """
         semantic = batch.semantic.to(self.device)
-        images, mask = attack_batch(self.segmenter, batch.images.to(self.device), semantic, self.attack, self.rng,
-                                    self.generator)
+        images, mask = attack_batch(self.segmenter, batch.images.to(self.device), semantic, self.attack,
+                                    self.step_rng(batch), self.step_generator(batch))
         with torch.no_grad():
             out = self.segmenter.run(images)
             errors, valid = error_targets(out.logits, semantic)
         loss = observer_loss(self.head, images, out.features, errors, valid, self.options.pos_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"train_loss": float(loss.detach()), "attacked_fraction": float(mask.float().mean())}
+        return {"total": loss, "attacked_fraction": mask.float().mean()}

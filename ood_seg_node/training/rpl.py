@@ -40,7 +40,9 @@ from torch import nn
 from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY, OOD_IGNORE, OOD_INLIER
 from ood_seg_node.heads.rpl import DEFAULT_DILATIONS, DEFAULT_WIDTH, RPLHead
 from ood_seg_node.segmenters import Segmenter
+from ood_seg_node.training import distributed
 from ood_seg_node.training.common import Batch, HeadTrainingConfig, option
+from ood_seg_node.training.distributed import masked_mean
 from ood_seg_node.training.head_trainer import TRAINERS, HeadTrainer
 from ood_seg_node.training.outliers import DEFAULT_SCALES, build_outlier_source, context_batch, paste_outliers
 
@@ -92,21 +94,24 @@ def softmax_entropy(logits: torch.Tensor) -> torch.Tensor:
 def inlier_losses(
     augmented: torch.Tensor, vanilla: torch.Tensor, inlier: torch.Tensor
 ) -> dict[str, torch.Tensor]:
-    """Keep the augmented path equal to the original on inliers: CE to its argmax + entropy matching."""
-    if not bool(inlier.any()):
+    """Keep the augmented path equal to the original on inliers: CE to its argmax + entropy matching.
+
+    Means over the inlier pixels of the global batch (:func:`~ood_seg_node.training.distributed.masked_mean`).
+    """
+    if not distributed.current().distributed and not bool(inlier.any()):
         zero = augmented.sum() * 0.0
         return {"inlier_ce": zero, "inlier_entropy": zero}
     pseudo = vanilla.argmax(dim=1)
-    ce = F.cross_entropy(augmented, pseudo, reduction="none")[inlier].mean()
+    ce = masked_mean(F.cross_entropy(augmented, pseudo, reduction="none"), inlier)
     entropy = (softmax_entropy(augmented) - softmax_entropy(vanilla).detach()) ** 2
-    return {"inlier_ce": ce, "inlier_entropy": entropy[inlier].mean()}
+    return {"inlier_ce": ce, "inlier_entropy": masked_mean(entropy, inlier)}
 
 
 def positive_energy_loss(augmented: torch.Tensor, outlier: torch.Tensor) -> torch.Tensor:
     """``mean(relu(logsumexp(l)))`` over outlier pixels: free energy of outliers pushed above zero."""
-    if not bool(outlier.any()):
+    if not distributed.current().distributed and not bool(outlier.any()):
         return augmented.sum() * 0.0
-    return F.relu(torch.logsumexp(augmented, dim=1)[outlier]).mean()
+    return masked_mean(F.relu(torch.logsumexp(augmented, dim=1)), outlier)
 
 
 def info_nce(
@@ -260,6 +265,7 @@ class RPLTrainer(HeadTrainer):
     name = "rpl"
     options_class = RPLOptions
     default_lr = 1e-3
+    total_name = "train_total"
 
     def __init__(self, config: HeadTrainingConfig, options: RPLOptions) -> None:
         super().__init__(config, options)
@@ -273,20 +279,28 @@ class RPLTrainer(HeadTrainer):
             params += list(self.projector.parameters())
         self.optimizer = torch.optim.Adam(params, lr=self.lr, weight_decay=1e-4)
 
-    def step(self, batch: Batch) -> dict[str, float]:
-        """Paste outliers (and draw the outlier source's contexts for CoroCL), one step on all RPL losses."""
+    def trained_modules(self) -> dict[str, nn.Module]:
+        """The RPL head and, for CoroCL, the projection head."""
+        return {"head": self.head, **({"projector": self.projector} if self.projector is not None else {})}
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """Paste outliers (and draw the outlier source's contexts for CoroCL); every RPL loss term.
+
+        Each image's outliers are drawn from its own keyed generator (the same in any number of
+        processes); CoroCL's contexts and pixel sampling are drawn per step and process.
+        """
         semantic, clean = training_labels(batch.semantic, batch.ood)
-        images, _, labels = paste_outliers(batch.images, semantic, clean, self.source, self.rng, scales=self.scales)
+        pasted = [paste_outliers(batch.images[i:i + 1], semantic[i:i + 1], clean[i:i + 1], self.source, rng,
+                                 scales=self.scales) for i, rng in enumerate(self.sample_rngs(batch))]
+        images, labels = torch.cat([p[0] for p in pasted]), torch.cat([p[2] for p in pasted])
         ctx_images = ctx_labels = None
         if self.projector is not None:
-            ctx_images, ctx_labels = context_batch(self.source, self.rng, max(1, images.shape[0] // 2),
+            ctx_images, ctx_labels = context_batch(self.source, self.step_rng(batch), max(1, images.shape[0] // 2),
                                                    self.config.height, self.config.width)
             ctx_images, ctx_labels = ctx_images.to(self.device), ctx_labels.to(self.device)
         losses = rpl_losses(self.segmenter, self.head, self.projector, images.to(self.device),
                             labels.to(self.device), ctx_images, ctx_labels,
                             energy_weight=self.options.energy_weight, corocl_weight=self.options.corocl_weight,
-                            max_views=self.options.max_views, generator=self.generator)
-        self.optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        self.optimizer.step()
-        return {f"train_{key}": float(value.detach()) for key, value in losses.items()}
+                            max_views=self.options.max_views, generator=self.step_generator(batch))
+        return {**{f"train_{key}": value for key, value in losses.items() if key != "total"},
+                "total": losses["total"]}

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from ood_seg_node.checkpoints import Checkpoint, save_checkpoint
 from ood_seg_node.cityscapes import IGNORE_INDEX, NUM_CLASSES
 from ood_seg_node.segmenters.builtin import BuiltinSegmenter
+from ood_seg_node.training import distributed
 from ood_seg_node.training.common import (
     Batch,
     TrainingConfig,
@@ -40,9 +41,11 @@ class SegmenterTrainingConfig(TrainingConfig):
     # random crops keep CPU training short; inference runs on whole frames
     crop_height: int = option(160, "training crop height")
     crop_width: int = option(320, "training crop width")
+    device: str = option("cpu", "torch device (under torchrun: cuda gives each process cuda:<LOCAL_RANK>)")
 
 
-def evaluate_miou(model: BuiltinSegmenter, frames, batch_size: int) -> dict[str, float]:
+def evaluate_miou(model: BuiltinSegmenter, frames, batch_size: int,
+                  device: torch.device | str = "cpu") -> dict[str, float]:
     """Validation mIoU over the frames' semantic labels (255 = void, obstacles included)."""
     from ood_seg_node.evaluation import ConfusionMatrix
 
@@ -50,7 +53,7 @@ def evaluate_miou(model: BuiltinSegmenter, frames, batch_size: int) -> dict[str,
     model.eval()
     with torch.inference_mode():
         for batch in batches(frames, batch_size, shuffle=False, augment=False):
-            logits = model.run(batch.images).logits
+            logits = model.run(batch.images.to(device)).logits.float().cpu()
             logits = F.interpolate(logits, size=batch.semantic.shape[-2:], mode="bilinear", align_corners=False)
             for pred, target in zip(logits.argmax(1).numpy(), batch.semantic.numpy()):
                 confusion.update(pred, target)
@@ -69,8 +72,9 @@ class SegmenterTrainer(Trainer):
     def __init__(self, config: SegmenterTrainingConfig) -> None:
         seed_everything(config.seed)
         self.config = config
+        self.device = torch.device(config.device)
         self.train_frames, self.val_frames = training_and_validation_frames(config)
-        self.model = BuiltinSegmenter()
+        self.model = BuiltinSegmenter().to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps_per_epoch = -(-len(self.train_frames) // config.batch_size)
         self.run_config = asdict(config)
@@ -78,25 +82,27 @@ class SegmenterTrainer(Trainer):
 
     def epoch(self) -> Iterable[Batch]:
         self.model.train()
+        runtime = distributed.current()
         return batches(self.train_frames, self.config.batch_size, shuffle=True, augment=True,
-                       crop=(self.config.crop_height, self.config.crop_width))
+                       crop=(self.config.crop_height, self.config.crop_width), seed=self.config.seed,
+                       epoch=self.current_epoch, rank=runtime.rank, world_size=runtime.world_size)
 
     def schedule(self, step: int, total: int, base: float) -> float:
         return cosine_lr(step, total, base)
 
-    def step(self, batch: Batch) -> dict[str, float]:
+    def trained_modules(self) -> dict[str, torch.nn.Module]:
+        return {"model": self.model}
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Cross-entropy of the upsampled logits; void pixels (obstacles included) ignored."""
-        logits = self.model.run(batch.images).logits
-        logits = F.interpolate(logits, size=batch.semantic.shape[-2:], mode="bilinear", align_corners=False)
-        loss = F.cross_entropy(logits, batch.semantic, ignore_index=IGNORE_INDEX)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"train_loss": float(loss.detach())}
+        semantic = batch.semantic.to(self.device)
+        logits = self.model.run(batch.images.to(self.device)).logits
+        logits = F.interpolate(logits, size=semantic.shape[-2:], mode="bilinear", align_corners=False)
+        return {"total": cross_entropy(logits, semantic)}
 
     def validate(self) -> dict[str, float]:
         """Validation mIoU; the per-class IoUs are kept for the checkpoint."""
-        metrics = evaluate_miou(self.model, self.val_frames, self.config.batch_size)
+        metrics = evaluate_miou(self.model, self.val_frames, self.config.batch_size, self.device)
         self.iou_per_class = metrics["iou_per_class"]
         return {"val_miou": metrics["miou"]}
 
@@ -110,6 +116,14 @@ class SegmenterTrainer(Trainer):
     def finish(self, best: dict[str, Any], out: Path) -> dict[str, Any]:
         """Calibrate the training-free heads' thresholds into the kept checkpoint."""
         return {"calibration": calibrate_logit_heads(out / CHECKPOINT, self.val_frames)}
+
+
+def cross_entropy(logits: torch.Tensor, semantic: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over the non-void pixels of the (global) batch."""
+    if not distributed.current().distributed:
+        return F.cross_entropy(logits, semantic, ignore_index=IGNORE_INDEX)
+    per_pixel = F.cross_entropy(logits, semantic, ignore_index=IGNORE_INDEX, reduction="none")
+    return distributed.masked_mean(per_pixel, semantic != IGNORE_INDEX)
 
 
 def calibrate_logit_heads(checkpoint: str | Path, frames) -> dict[str, float]:
