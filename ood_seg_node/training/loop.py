@@ -227,10 +227,11 @@ def fit(trainer: Trainer, *, epochs: int, out: str | Path, resume: str | Path = 
         stop_after: int | None = None) -> dict[str, Any]:
     """Train for ``epochs``, validating after each and keeping the best epoch's checkpoints in ``out``.
 
-    ``out/log.json`` is rewritten after every epoch: the run config, the monitored metric, its best value
-    and one record per epoch -- its number, the seconds since training started, the epoch means of the
-    step values and :meth:`Trainer.validate`'s metrics. ``out/last.pt`` is rewritten too: the trained and
-    optimizer states, the loop's position, the records and every generator's state.
+    ``out/log.json`` is rewritten after every epoch: the run config, the monitored metric, its best value,
+    the number of training processes and one record per epoch -- its number, the seconds since training
+    started, the epoch means of the step values and :meth:`Trainer.validate`'s metrics. ``out/last.pt`` is
+    rewritten too: the trained and optimizer states, the loop's position, the records and every generator's
+    state.
 
     Under torchrun (:func:`ood_seg_node.training.distributed.setup` called before the trainer was built),
     every process trains its share of each batch and rank 0 alone logs, validates and writes; the others
@@ -319,7 +320,7 @@ def fit(trainer: Trainer, *, epochs: int, out: str | Path, resume: str | Path = 
             checkpoint = distributed.broadcast(checkpoint)
         if main:
             log = {"config": trainer.run_config, "monitor": trainer.monitor, "best": best[trainer.monitor],
-                   "epochs": records}
+                   "world_size": runtime.world_size, "epochs": records}
             log_path.write_text(json.dumps(log, indent=2))
             if resumable:
                 save_resume_state(out / LAST, trainer, stepper, epoch=epoch, step=step, records=records, best=best,
