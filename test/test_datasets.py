@@ -35,7 +35,7 @@ def _assert_matches(dataset, written) -> None:
 def test_registry_lists_every_format():
     assert FORMATS.names() == sorted(
         ["lostandfound", "fishyscapes", "roadanomaly", "smiyc-anomaly", "smiyc-obstacle", "streethazards",
-         "synthetic"]
+         "synthetic", "bdd-anomaly"]
     )
 
 

@@ -441,3 +441,15 @@ def test_missing_roots_are_one_line_errors(tmp_path):
     with pytest.raises(DatasetError) as error:
         training_sources(f"bdd-anomaly:{tmp_path}", height=8, width=16)
     assert "seg/images" in _one_line(error)
+
+
+def test_bdd_anomaly_is_an_evaluation_format_reading_the_anomaly_images(tmp_path):
+    from ood_seg_node.cli import main as cli_main
+    from ood_seg_node.datasets import open_dataset
+
+    make_bdd(tmp_path / "bdd")
+    dataset = open_dataset(f"bdd-anomaly:{tmp_path / 'bdd'}")
+    assert len(dataset) > 0 and dataset.kind == "anomaly"
+    assert all((frame.ood_gt == 1).any() for frame in dataset)
+    assert cli_main(["evaluate", "--dataset", f"bdd-anomaly:{tmp_path / 'bdd'}", "--head", "msp", "--device", "cpu",
+                     "--overlays", "0", "--out", str(tmp_path / "eval")]) == 0

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterable
 def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) -> None:
     parser.add_argument("--dataset", required=required, metavar="FORMAT[:ROOT]",
                         help="'synthetic' or <format>:<root>: lostandfound, fishyscapes, roadanomaly, "
-                             "smiyc-anomaly, smiyc-obstacle, streethazards")
+                             "smiyc-anomaly, smiyc-obstacle, streethazards, bdd-anomaly")
     parser.add_argument("--seed", type=int, default=None, help="synthetic: world seed (default 0)")
     parser.add_argument("--frames", type=int, default=None, metavar="K",
                         help="synthetic: sequence length (default 100); real datasets: the first K frames")
@@ -20,8 +20,8 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, *, required: bool) ->
     parser.add_argument("--height", type=int, default=None, help="synthetic: image height (default 256)")
     parser.add_argument("--width", type=int, default=None, help="synthetic: image width (default 512)")
     parser.add_argument("--split", default=None,
-                        help="lostandfound: test (default) or train; streethazards: test (default), training "
-                             "or validation")
+                        help="lostandfound: test (default) or train; streethazards and bdd-anomaly: test "
+                             "(default), training or validation")
     parser.add_argument("--subset", default=None,
                         help="lostandfound: all (default) or no-known; fishyscapes: lostandfound or static")
     parser.add_argument("--skip-bad", action="store_true",

@@ -23,6 +23,7 @@ format              root                                            options
 ``smiyc-anomaly``   ``dataset_AnomalyTrack``                        --
 ``smiyc-obstacle``  ``dataset_ObstacleTrack``                       --
 ``streethazards``   folder with unpacked ``train/``, ``test/``      ``split``
+``bdd-anomaly``     BDD100K's ``bdd100k/`` (holding ``seg/``)       ``split`` (``test`` = the anomaly images)
 ``synthetic``       none, or ``seed=3,frames=20``                   ``seed``, ``frames``, ``height``,
                                                                     ``width``, ``sequences``
 ==================  ==============================================  ===================================
@@ -154,6 +155,12 @@ def _streethazards(root: Path, **options: Any) -> Dataset:
     return StreetHazards(root, **options)
 
 
+def _bdd_anomaly(root: Path, **options: Any) -> Dataset:
+    from ood_seg_node.datasets.bdd_anomaly import BDDAnomaly
+
+    return BDDAnomaly(root, **{"split": "test", **options})  # evaluation reads the anomaly images
+
+
 def _synthetic(root: Path | None, *, skip_bad: bool = False, **options: Any) -> Dataset:
     return SyntheticDataset(**options)
 
@@ -164,6 +171,7 @@ FORMATS.register("roadanomaly")(DatasetFormat(_roadanomaly, ()))
 FORMATS.register("smiyc-anomaly")(DatasetFormat(_smiyc("anomaly"), ()))
 FORMATS.register("smiyc-obstacle")(DatasetFormat(_smiyc("obstacle"), ()))
 FORMATS.register("streethazards")(DatasetFormat(_streethazards, ("split",)))
+FORMATS.register("bdd-anomaly")(DatasetFormat(_bdd_anomaly, ("split",)))
 FORMATS.register("synthetic")(
     DatasetFormat(_synthetic, ("seed", "frames", "height", "width", "sequences"), needs_root=False)
 )
