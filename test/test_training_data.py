@@ -453,3 +453,37 @@ def test_bdd_anomaly_is_an_evaluation_format_reading_the_anomaly_images(tmp_path
     assert all((frame.ood_gt == 1).any() for frame in dataset)
     assert cli_main(["evaluate", "--dataset", f"bdd-anomaly:{tmp_path / 'bdd'}", "--head", "msp", "--device", "cpu",
                      "--overlays", "0", "--out", str(tmp_path / "eval")]) == 0
+
+
+# --------------------------------------------------------------------------------------------- end to end
+
+
+def test_train_head_and_segmenter_on_cityscapes_with_coco_outliers(tmp_path, capsys):
+    """train-head / train-segmenter read a Cityscapes layout and COCO objects; the head then scores frames."""
+    from ood_seg_node.cli import main as cli_main
+    from ood_seg_node.pipeline import Pipeline
+
+    make_cityscapes(tmp_path / "cityscapes")
+    make_coco(tmp_path / "coco")
+    data = ["--dataset", f"cityscapes:{tmp_path / 'cityscapes'}", "--outliers", f"coco:{tmp_path / 'coco'}",
+            "--height", "32", "--width", "64", "--epochs", "1", "--batch-size", "2"]
+    assert cli_main(["train-head", "--head", "rpl", *data, "--rpl-corocl", "on", "--out", str(tmp_path / "rpl")]) == 0
+    log = json.loads((tmp_path / "rpl" / "log.json").read_text())
+    assert log["config"]["dataset"].startswith("cityscapes:") and log["config"]["outliers"].startswith("coco:")
+    pipeline = Pipeline.from_names(head="rpl", head_checkpoint=str(tmp_path / "rpl" / "rpl.pt"), device="cpu")
+    assert pipeline.process(np.zeros((32, 64, 3), np.uint8)).score.shape == (32, 64)
+    assert cli_main(["train-segmenter", *data, "--out", str(tmp_path / "segmenter")]) == 0
+    assert (tmp_path / "segmenter" / "builtin_segmenter.pt").is_file()
+
+
+def test_training_data_in_other_classes_is_refused_in_one_line(tmp_path, capsys):
+    from ood_seg_node.cli import main as cli_main
+
+    root = tmp_path / "streethazards"
+    for split in ("training", "validation"):
+        _png(root / "train" / "annotations" / split / "t1" / "0.png", np.full((H, W), 8, np.uint8))
+        _rgb(root / "train" / "images" / split / "t1" / "0.png", 1)
+    assert cli_main(["train-head", "--head", "rpl", "--dataset", f"streethazards:{root}", "--height", "32",
+                     "--width", "64", "--epochs", "1", "--batch-size", "1", "--out", str(tmp_path / "out")]) != 0
+    error = capsys.readouterr().err.strip().splitlines()
+    assert "classes are streethazards" in error[-1] and "predicts cityscapes" in error[-1]

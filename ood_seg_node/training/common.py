@@ -39,12 +39,36 @@ def synthetic_frames(
     return frames
 
 
-def training_and_validation_frames(config: TrainingConfig) -> tuple[list[Frame], list[Frame]]:
-    """The run's training (``TRAIN_SEEDS``) and validation (``VAL_SEEDS``) frames, rendered in memory."""
+def training_and_validation_frames(config: TrainingConfig) -> tuple[Sequence[Frame], Sequence[Frame]]:
+    """The run's training and validation frames.
+
+    ``--dataset synthetic`` (default): the synthetic world's ``TRAIN_SEEDS`` and ``VAL_SEEDS`` drives, rendered
+    in memory. A real dataset (``cityscapes:<root>``, ``streethazards:<root>``, ``bdd-anomaly:<root>``): its
+    training and validation splits, read from disk and resized to (height, width) on access, validation frames
+    with ``--outliers`` objects pasted (:func:`ood_seg_node.training.real_data.training_sources`).
+    """
+    from ood_seg_node.training.real_data import training_sources
+
+    sources = training_sources(config.dataset, config.outliers, height=config.height, width=config.width,
+                               seed=config.seed, max_train=config.max_train or None, max_val=config.max_val or None)
+    if sources is not None:
+        return sources.train, sources.val
     return (synthetic_frames(TRAIN_SEEDS[: config.sequences], config.frames_per_sequence, config.height,
                              config.width, desc="training frames"),
             synthetic_frames(VAL_SEEDS[: config.val_sequences], config.frames_per_sequence, config.height,
                              config.width, desc="validation frames"))
+
+
+def check_label_space(frames: Sequence[Frame], expected: str, model: str) -> None:
+    """Refuse training data whose class ids are not those the model predicts (one line).
+
+    Raises:
+        ValueError: the frames' label space differs from ``expected``.
+    """
+    found = frames[0].label_space if len(frames) else expected
+    if found != expected:
+        raise ValueError(f"the training data's classes are {found}, {model} predicts {expected}: train on data "
+                         f"labelled in its classes")
 
 
 @dataclass
@@ -191,7 +215,7 @@ class TrainingConfig:
     """Options every training run shares: where it writes, which frames, how long, how many at once."""
 
     out: str = option("", "output folder for the checkpoint and log.json (empty: runs/<head>)")
-    sequences: int = option(40, "training sequences of the synthetic world")
+    sequences: int = option(40, "synthetic: training sequences of the world")
     frames_per_sequence: int = option(8, "frames rendered per training and validation sequence")
     val_sequences: int = option(6, "validation sequences (checkpoint selection, thresholds)")
     epochs: int = option(6, "training epochs, each followed by a validation")
@@ -200,6 +224,12 @@ class TrainingConfig:
     height: int = option(256, "frame height")
     width: int = option(512, "frame width")
     seed: int = option(0, "seed of every random draw")
+    dataset: str = option("synthetic", "training data: synthetic, cityscapes:<root>, streethazards:<root> or "
+                                       "bdd-anomaly:<root> (docs/training_data.md)")
+    outliers: str = option("procedural", "objects pasted as anomalies (RPL's training, real data's validation "
+                                         "frames): procedural, coco:<root> or folder:<path>")
+    max_train: int = option(0, "real data: at most this many training frames, spread over the split (0: all)")
+    max_val: int = option(0, "real data: at most this many validation frames (0: all)")
     resume: str = option("", "continue the run whose output folder (its last.pt) this is; --out defaults to it")
     amp: str = option("off", "mixed precision: bf16 or fp16 autocast (fp16 with gradient scaling) on CUDA; "
                              "bf16 also on CPU", choices=("off", "bf16", "fp16"))

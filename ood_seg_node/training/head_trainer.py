@@ -30,6 +30,7 @@ from ood_seg_node.training.common import (
     HeadTrainingConfig,
     SampledBatch,
     batches,
+    check_label_space,
     evaluate_head,
     poly_lr,
     seed_everything,
@@ -77,6 +78,7 @@ class HeadTrainer(Trainer):
         self.segmenter = freeze(build_segmenter(config.segmenter, config.segmenter_checkpoint)).to(self.device)
         self.check_segmenter()
         self.train_frames, self.val_frames = training_and_validation_frames(config)
+        check_label_space(self.train_frames, self.segmenter.label_space.name, f"segmenter {config.segmenter}")
         self.steps_per_epoch = -(-len(self.train_frames) // config.batch_size)
         self.rng = np.random.default_rng(config.seed)
         self.generator = torch.Generator().manual_seed(config.seed)

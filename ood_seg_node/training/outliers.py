@@ -171,13 +171,6 @@ def _find_image(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def build_outlier_source(spec: str) -> OutlierSource:
-    """``procedural`` (default) or a folder path (see :class:`FolderOutliers`)."""
-    if spec in ("", "procedural"):
-        return ProceduralOutliers()
-    return FolderOutliers(spec)
-
-
 def crop_to_mask(rgb: np.ndarray, mask: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]:
     """Crop an image and its bool mask to the mask's bounding box; an empty mask is an error."""
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
@@ -231,7 +224,7 @@ def paste_outliers(
         images: (B, 3, H, W) float RGB in [0, 1].
         semantic: (B, H, W) integer trainIds (255 void).
         ood: (B, H, W) integer anomaly labels (0 / 1 / 255).
-        source: where objects come from (:func:`build_outlier_source`).
+        source: where objects come from (:func:`ood_seg_node.training.real_data.outlier_source`).
         rng: numpy generator (placement, scale and object choice).
         scales: object height / image height choices.
         per_image: inclusive range of the number of objects per image.
@@ -279,5 +272,5 @@ def context_batch(
 
 __all__ = [
     "DEFAULT_SCALES", "FolderOutliers", "OutlierError", "OutlierSource", "ProceduralOutliers",
-    "build_outlier_source", "context_batch", "crop_to_mask", "paste_outliers",
+    "context_batch", "crop_to_mask", "paste_outliers",
 ]

@@ -15,8 +15,9 @@ and trains only the RPL module (plus, for CoroCL, a projection head that is disc
   scenes and whose contrast set adds outlier and context pixels of images in the outlier source's own
   context, so that outliers are pulled together across contexts.
 
-Deviations (besides those of :mod:`ood_seg_node.heads.rpl`): the synthetic world replaces Cityscapes and
-procedural objects replace COCO (a COCO-like folder can be given with ``--rpl-outliers``); the world's own
+Deviations (besides those of :mod:`ood_seg_node.heads.rpl`): by default the synthetic world replaces Cityscapes
+and procedural objects replace COCO (``--dataset cityscapes:<root> --outliers coco:<root>`` read them as the
+paper does); the world's own
 obstacles in training frames are ignored (void), so only pasted objects are trained as outliers; losses
 are computed at the logits' native resolution (stride 4) on labels area-downsampled to it (a cell is an
 outlier when at least half of it is pasted, an inlier when none of it is pasted or void) rather than on
@@ -44,7 +45,8 @@ from ood_seg_node.training import distributed
 from ood_seg_node.training.common import Batch, HeadTrainingConfig, option
 from ood_seg_node.training.distributed import masked_mean
 from ood_seg_node.training.head_trainer import TRAINERS, HeadTrainer
-from ood_seg_node.training.outliers import DEFAULT_SCALES, build_outlier_source, context_batch, paste_outliers
+from ood_seg_node.training.outliers import DEFAULT_SCALES, context_batch, paste_outliers
+from ood_seg_node.training.real_data import outlier_source
 
 TEMPERATURE = 0.1
 
@@ -55,9 +57,9 @@ class RPLOptions:
 
     corocl: str = option("on", "context-robust contrastive learning (off = the paper's RPL-only ablation)",
                          choices=("on", "off"))
-    outliers: str = option("procedural", "outlier source: 'procedural' (the world's obstacle generator) or a "
-                                         "folder of images with masks in a COCO-like layout (images/ + masks/, "
-                                         "or RPL's annotations/ood_seg_<split>/ + <split>/)")
+    outliers: str = option("", "outlier source when it differs from --outliers: 'procedural' (the world's obstacle "
+                               "generator), coco:<root>, or a folder of images with masks (images/ + masks/, or "
+                               "RPL's annotations/ood_seg_<split>/ + <split>/); empty: --outliers")
     energy_weight: float = option(0.05, "weight of the positive energy loss on pasted pixels (paper: 0.05)")
     corocl_weight: float = option(1.0, "weight of the CoroCL loss")
     width: int = option(DEFAULT_WIDTH, "ASPP width of the RPL module")
@@ -271,7 +273,7 @@ class RPLTrainer(HeadTrainer):
         super().__init__(config, options)
         self.options = options
         self.scales = options.scale_values()
-        self.source = build_outlier_source(options.outliers)
+        self.source = outlier_source(options.outliers or config.outliers, seed=config.seed)
         self.head = RPLHead(self.segmenter, width=options.width, dilations=DEFAULT_DILATIONS).to(self.device)
         self.projector = ProjectionHead(options.width).to(self.device) if options.corocl == "on" else None
         params = list(self.head.parameters())

@@ -13,12 +13,14 @@ from tqdm import tqdm
 
 from ood_seg_node.checkpoints import Checkpoint, save_checkpoint
 from ood_seg_node.cityscapes import IGNORE_INDEX, NUM_CLASSES
+from ood_seg_node.label_spaces import CITYSCAPES
 from ood_seg_node.segmenters.builtin import BuiltinSegmenter
 from ood_seg_node.training import distributed
 from ood_seg_node.training.common import (
     Batch,
     TrainingConfig,
     batches,
+    check_label_space,
     cosine_lr,
     option,
     seed_everything,
@@ -74,6 +76,7 @@ class SegmenterTrainer(Trainer):
         self.config = config
         self.device = torch.device(config.device)
         self.train_frames, self.val_frames = training_and_validation_frames(config)
+        check_label_space(self.train_frames, CITYSCAPES.name, "the builtin segmenter")
         self.model = BuiltinSegmenter().to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.steps_per_epoch = -(-len(self.train_frames) // config.batch_size)
