@@ -252,10 +252,12 @@ def head_scores(segmenter, head, images: torch.Tensor) -> tuple[torch.Tensor, to
         return head.score(images, out), out.logits
 
 
-def evaluate_head(segmenter, head, frames: Sequence[Frame], batch_size: int = 8) -> dict[str, float]:
+def evaluate_head(segmenter, head, frames: Sequence[Frame], batch_size: int = 8,
+                  device: torch.device | str = "cpu") -> dict[str, float]:
     """Validation AP / AUROC / FPR95 of ``head`` over frames' anomaly labels, and the best-F1 threshold.
 
-    Scores are computed at native resolution and upsampled to the label size, as the pipeline does.
+    Scores are computed on ``device`` (where the models are) at native resolution and upsampled to the label
+    size, as the pipeline does; the metrics accumulate on the CPU.
     """
     from ood_seg_node.evaluation import StreamingOODMetrics
     from ood_seg_node.evaluation.components import best_f1_threshold
@@ -264,10 +266,10 @@ def evaluate_head(segmenter, head, frames: Sequence[Frame], batch_size: int = 8)
     head.eval()
     segmenter.eval()
     for batch in batches(frames, batch_size, shuffle=False, augment=False):
-        scores, _ = head_scores(segmenter, head, batch.images)
+        scores, _ = head_scores(segmenter, head, batch.images.to(device))
         scores = torch.nn.functional.interpolate(
             scores[:, None].float(), size=batch.ood.shape[-2:], mode="bilinear", align_corners=False
-        )[:, 0]
+        )[:, 0].cpu()
         for score, label in zip(scores.numpy(), batch.ood.numpy().astype(np.uint8)):
             metrics.update(score, label)
     result = metrics.compute()

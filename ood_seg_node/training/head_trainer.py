@@ -151,13 +151,10 @@ class HeadTrainer(Trainer):
     def validate(self) -> dict[str, float]:
         """AP / AUROC / FPR95 of the head's scores against the *anomaly* ground truth, best-F1 threshold.
 
-        Runs on CPU, where :func:`evaluate_head` keeps its batches (the models are small to move), and
-        moves the models back afterwards.
+        Runs where the models are (no copy of a large segmenter per epoch; a DDP-wrapped head stays put).
         """
-        metrics = evaluate_head(self.segmenter.cpu(), self.head.cpu().eval(), self.val_frames,
-                                self.config.batch_size)
-        self.segmenter.to(self.device)
-        self.head.to(self.device)
+        metrics = evaluate_head(self.segmenter, self.head.eval(), self.val_frames, self.config.batch_size,
+                                self.device)
         return {f"val_{key}": float(value) for key, value in metrics.items()}
 
     def head_state(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
