@@ -199,18 +199,16 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         if not (self.training and dist.is_initialized() and dist.get_world_size() > 1):
             return super().forward(input)
-        from torch.distributed.nn.functional import all_reduce
-
         self._check_input_dim(input)
         dims = [0, *range(2, input.dim())]
         shape = [1, -1] + [1] * (input.dim() - 2)
         x = input.float()
         local = torch.tensor([x.numel() / x.shape[1]], dtype=x.dtype, device=x.device)
-        totals = all_reduce(torch.cat([x.sum(dims), local]))
+        totals = _differentiable_all_reduce(torch.cat([x.sum(dims), local]))
         count = totals[-1].detach()
         mean = totals[:-1] / count
         centred = x - mean.view(shape)
-        var = all_reduce((centred * centred).sum(dims)) / count
+        var = _differentiable_all_reduce((centred * centred).sum(dims)) / count
         out = centred * torch.rsqrt(var + self.eps).view(shape)
         if self.affine:
             out = out * self.weight.view(shape) + self.bias.view(shape)
@@ -249,3 +247,19 @@ def sync_batch_norm(module: nn.Module, device: str | None) -> nn.Module:
         else:
             sync_batch_norm(child, device)
     return module
+
+
+def _differentiable_all_reduce(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks with a gradient (the sum of the ranks' gradients flows back to each).
+
+    ``torch.distributed.nn.functional.all_reduce`` is the public autograd-aware collective; torch 2.14 marks it
+    deprecated in favour of a private module, so its FutureWarning (printed on every call, by every rank) is
+    silenced here rather than the private API used.
+    """
+    import warnings
+
+    from torch.distributed.nn.functional import all_reduce
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*all_reduce is deprecated")
+        return all_reduce(tensor)
