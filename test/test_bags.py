@@ -256,7 +256,7 @@ def test_make_bag_command_limits_frames_and_reports_errors(tmp_path, capsys, cli
     assert f"{out} exists already; pass --overwrite" in capsys.readouterr().err
     assert cli_main(["make-bag", "--dataset", "nosuch:/x", "--out", str(tmp_path / "b")]) == 1
     err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "valid: fishyscapes, lostandfound" in err
+    assert err.count("\n") == 0 and "valid: bdd-anomaly, fishyscapes, lostandfound" in err
     assert cli_main(["make-bag", "--dataset", f"smiyc-anomaly:{tmp_path / 'at'}", "--seed", "3",
                      "--out", str(tmp_path / "c")]) == 1
     assert "--seed does not apply" in capsys.readouterr().err

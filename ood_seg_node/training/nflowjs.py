@@ -249,6 +249,8 @@ def save_sample_figure(flows: dict[str, PatchFlow], frames: Sequence[Frame], pat
     import matplotlib.pyplot as plt
 
     rng = np.random.default_rng(seed)
+    smallest = min(frames[0].image.shape[:2])
+    sides = [side for side in sides if side <= smallest] or [smallest]  # frames smaller than a patch size
     rows_per_side = 1 + len(flows)
     fig, axes = plt.subplots(rows_per_side * len(sides), count,
                              figsize=(count * 1.1, 1.15 * rows_per_side * len(sides) + 0.4), squeeze=False)

@@ -88,7 +88,9 @@ class _Frames:
     def _get(self, index: int) -> Frame:
         raise NotImplementedError
 
-    def __getitem__(self, index: int) -> Frame:
+    def __getitem__(self, index: int | slice) -> Frame | list[Frame]:
+        if isinstance(index, slice):  # as a list slices: e.g. every k-th frame for a statistic
+            return [self._get(i) for i in range(*index.indices(len(self)))]
         length = len(self)
         if not -length <= index < length:
             raise IndexError(f"frame {index} out of range 0..{length - 1}")
