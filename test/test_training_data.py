@@ -459,7 +459,7 @@ def test_bdd_anomaly_is_an_evaluation_format_reading_the_anomaly_images(tmp_path
 
 
 def test_train_head_and_segmenter_on_cityscapes_with_coco_outliers(tmp_path, capsys):
-    """train-head / train-segmenter read a Cityscapes layout and COCO objects; the head then scores frames."""
+    """train-head (every head) / train-segmenter read a Cityscapes layout and COCO objects; a head then scores."""
     from ood_seg_node.cli import main as cli_main
     from ood_seg_node.pipeline import Pipeline
 
@@ -472,6 +472,11 @@ def test_train_head_and_segmenter_on_cityscapes_with_coco_outliers(tmp_path, cap
     assert log["config"]["dataset"].startswith("cityscapes:") and log["config"]["outliers"].startswith("coco:")
     pipeline = Pipeline.from_names(head="rpl", head_checkpoint=str(tmp_path / "rpl" / "rpl.pt"), device="cpu")
     assert pipeline.process(np.zeros((32, 64, 3), np.uint8)).score.shape == (32, 64)
+    small_flow = ["--nflowjs-flow-steps", "2", "--nflowjs-flow-crop", "16", "--nflowjs-patch-min", "8",
+                  "--nflowjs-patch-max", "16"]
+    for head, extra in (("obsnet", []), ("dicnet", []), ("nflowjs", small_flow)):
+        assert cli_main(["train-head", "--head", head, *data, *extra, "--out", str(tmp_path / head)]) == 0, head
+        assert (tmp_path / head / f"{head}.pt").is_file()
     assert cli_main(["train-segmenter", *data, "--out", str(tmp_path / "segmenter")]) == 0
     assert (tmp_path / "segmenter" / "builtin_segmenter.pt").is_file()
 
