@@ -38,7 +38,7 @@ import numpy as np
 
 from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_ANOMALY, OOD_INLIER, TRAIN_ID
 from ood_seg_node.datasets.base import DatasetError, Frame
-from ood_seg_node.datasets.files import FileDataset, FrameRecord, lut, read_label, read_rgb, require_dir
+from ood_seg_node.datasets.files import FileDataset, FrameRecord, lut, read_label, require_dir
 from ood_seg_node.label_spaces import CITYSCAPES
 
 SPLITS: tuple[str, ...] = ("training", "validation", "test")
@@ -123,12 +123,7 @@ class BDDAnomaly(FileDataset):
         Raises:
             DatasetError: a file is missing or corrupt, or the label's size differs from the image's.
         """
-        assert record.label is not None
-        image = read_rgb(record.image)
-        raw = read_label(record.label)
-        if raw.shape != image.shape[:2]:
-            raise DatasetError(f"label file {record.label} is {raw.shape[1]}x{raw.shape[0]}, "
-                               f"its image is {image.shape[1]}x{image.shape[0]}")
+        image, raw = self.read_files(record)
         ids = train_ids(raw, shifted=self.shifted)
         semantic = _SEMANTIC[ids]
         if self.split == "test":

@@ -28,7 +28,7 @@ import numpy as np
 
 from ood_seg_node.cityscapes import IGNORE_INDEX, OOD_INLIER
 from ood_seg_node.datasets.base import DatasetError, Frame
-from ood_seg_node.datasets.files import FileDataset, FrameRecord, lut, read_label, read_rgb, require_dir
+from ood_seg_node.datasets.files import FileDataset, FrameRecord, lut, require_dir
 from ood_seg_node.label_spaces import CITYSCAPES
 
 SPLITS: tuple[str, ...] = ("train", "val")
@@ -107,12 +107,7 @@ class CityscapesTrain(FileDataset):
         Raises:
             DatasetError: a file is missing or corrupt, or the label's size differs from the image's.
         """
-        assert record.label is not None
-        image = read_rgb(record.image)
-        raw = read_label(record.label)
-        if raw.shape != image.shape[:2]:
-            raise DatasetError(f"label file {record.label} is {raw.shape[1]}x{raw.shape[0]}, "
-                               f"its image is {image.shape[1]}x{image.shape[0]}")
+        image, raw = self.read_files(record)
         table = _TRAIN_IDS if record.label.name.endswith(TRAIN_IDS_SUFFIX) else _LABEL_IDS_TO_TRAIN_IDS
         semantic = table[raw]
         return Frame(image=image, ood_gt=inlier_ood(semantic), semantic=semantic, name=record.name,

@@ -181,21 +181,31 @@ class FileDataset:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.format_name}:{self.root}, {len(self)} frames, kind={self.kind})"
 
+    @staticmethod
+    def read_files(record: FrameRecord) -> tuple[np.ndarray, np.ndarray | None]:
+        """The record's RGB image and raw label map (None without a label file), of one size.
+
+        Raises:
+            DatasetError: a file is missing or corrupt, or image and label sizes differ.
+        """
+        image = read_rgb(record.image)
+        if record.label is None:
+            return image, None
+        raw = read_label(record.label)
+        if raw.shape != image.shape[:2]:
+            raise DatasetError(f"label file {record.label} is {raw.shape[1]}x{raw.shape[0]}, "
+                               f"its image is {image.shape[1]}x{image.shape[0]}")
+        return image, raw
+
     def load(self, record: FrameRecord) -> Frame:
         """Read one record's files and convert its labels.
 
         Raises:
             DatasetError: a file is missing or corrupt, or image and label sizes differ.
         """
-        image = read_rgb(record.image)
+        image, raw = self.read_files(record)
         ood_gt = semantic = None
-        if record.label is not None:
-            raw = read_label(record.label)
-            if raw.shape != image.shape[:2]:
-                raise DatasetError(
-                    f"label file {record.label} is {raw.shape[1]}x{raw.shape[0]}, "
-                    f"its image is {image.shape[1]}x{image.shape[0]}"
-                )
+        if raw is not None:
             ood_gt = self._convert(raw)
             semantic = self._semantic(raw) if self._semantic is not None else None
         return Frame(
