@@ -2,10 +2,10 @@
 """ood_seg_node on a live camera: ``ros2 launch ood_seg_node ood_seg.launch.py head:=<name>``.
 
 Arguments: ``head`` and the model arguments ``segmenter``, ``segmenter_checkpoint``, ``head_checkpoint``,
-``score_resolution``, ``device``, and ``temporal_fusion`` (each empty = the params file's), ``params_file`` (default ``config/ood_seg.yaml``),
-``image`` / ``camera_info`` (input topics, remapped), ``use_sim_time``, ``rviz`` (start RViz with
-``config/ood_seg.rviz``; without rviz2 installed, one log line and the rest runs). Every process gets the
-large-image Fast DDS profile unless one is configured.
+``score_resolution``, ``device``, and ``temporal_fusion`` (each empty = the params file's), ``params_file``
+(default ``config/ood_seg.yaml``), ``image`` / ``camera_info`` (input topics, remapped), ``use_sim_time``,
+``rviz`` (start RViz with ``config/ood_seg.rviz``; without rviz2 installed, one log line and the rest runs).
+Every process gets the large-image Fast DDS profile unless one is configured.
 """
 
 from __future__ import annotations

@@ -193,7 +193,7 @@ class BagFrame:
 
 @dataclass
 class BagInfo:
-    """The header of a bag: storage, topics with types and counts, and the ``custom_data`` we record."""
+    """The header of a bag: storage, topics with types and counts, and the package's ``custom_data``."""
 
     path: Path
     storage: str

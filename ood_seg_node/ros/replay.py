@@ -298,7 +298,7 @@ class Replayer(RosParticipant):
         """Until the node is ready (subscribed to images, publishing scores to us: the model is loaded).
 
         With ``evaluator``, also until the online evaluator's summary says it is matched with the node's
-        score publisher and with our ground truth publisher (so it misses no frame).
+        score publisher and with the replayer's ground truth publisher (so it misses no frame).
         """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
