@@ -183,6 +183,11 @@ def calibration_batch(rgb: np.ndarray, seed: int, count: int = 4) -> torch.Tenso
     return torch.cat([official_input(random_frame(rgb.shape[:2], seed + 1000 + k)) for k in range(count)])
 
 
+def to_unit_batch(rgb: np.ndarray) -> torch.Tensor:
+    """(1, 3, H, W) float in [0, 1] from HxWx3 uint8 RGB: what the package's segmenters take."""
+    return torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+
+
 def official_input(rgb: np.ndarray) -> torch.Tensor:
     """(1, 3, H, W): ``/ 255`` then ImageNet normalisation, as the official transforms do."""
     x = torch.from_numpy(np.float32(rgb) / 255.0).permute(2, 0, 1)
@@ -343,7 +348,7 @@ def run_dicnet(root: Path, rgb: np.ndarray, work: Path, seed: int) -> bool:
     report.score("dicnet (per-frame min-max)", result.scores["dicnet"], score_map[0])
 
     with torch.no_grad():  # intermediate tensors through the package's lower-level API
-        rgb01 = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+        rgb01 = to_unit_batch(rgb)
         out = pipeline.segmenter.run(rgb01)
         report.tensor("softmax at input size", torch.softmax(
             pipeline.segmenter.labels_logits(out.logits, (height, width), "input"), 1), probabilities)
@@ -398,7 +403,7 @@ def run_rpl(root: Path, rgb: np.ndarray, work: Path, seed: int) -> bool:
     report.labels("vs official out1 argmax", result.labels, inlier_logits[0].argmax(0))
     report.score("rpl (energy, blurred)", result.scores["rpl"], anomaly_score, rtol=SCORE_RTOL)
     with torch.no_grad():
-        rgb01 = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+        rgb01 = to_unit_batch(rgb)
         out = pipeline.segmenter.run(rgb01)
         report.tensor("segmenter logits at input size (vs out1)",
                       pipeline.segmenter.labels_logits(out.logits, (height, width), "input"), inlier_logits)
@@ -459,7 +464,7 @@ def run_obsnet(root: Path, rgb: np.ndarray, work: Path, seed: int) -> bool:
     report.labels("vs official segnet argmax", result.labels, seg_logits[0].argmax(0))
     report.score("obsnet (sigmoid)", result.scores["obsnet"], obs_pred)
     with torch.no_grad():
-        rgb01 = torch.from_numpy(rgb).permute(2, 0, 1)[None].float() / 255.0
+        rgb01 = to_unit_batch(rgb)
         out = pipeline.segmenter.run(rgb01)
         report.tensor("segmenter logits at input size", pipeline.segmenter.labels_logits(
             out.logits, (height, width), "input"), seg_logits)
