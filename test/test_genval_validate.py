@@ -208,3 +208,19 @@ def test_held_out_rate_interval_resamples_frames():
     single = RateCounter(0.5)
     single.add(np.ones((2, 2)), np.ones((2, 2), np.uint8))
     assert all(math.isnan(v) for v in single.interval("tpr"))
+
+
+def test_without_insertions_the_clean_frame_is_segmented_once(monkeypatch):
+    """Frames with anomaly labels but no classes: the road comes from the prediction, reused for ``clean``."""
+    from ood_seg_node.genval.validate import ValidationOptions, run_validation
+    from ood_seg_node.pipeline import Pipeline
+
+    frames = [Frame(f.image, f.ood_gt, None, f.name, f.sequence, f.index)
+              for f in SyntheticDataset(seed=4, frames=4, height=64, width=128)]
+    pipeline = Pipeline.from_names(head="energy", device="cpu", keep_logits=True)
+    calls = []
+    process = pipeline.process
+    monkeypatch.setattr(pipeline, "process", lambda image: calls.append(image) or process(image))
+    result = run_validation(lambda: iter(frames), pipeline, ValidationOptions(objects_per_frame=0, target_fpr=0.2,
+                                                                              holdout_every=2))
+    assert len(calls) == len(frames) and [c["condition"] for c in result.conditions] == ["clean"]

@@ -189,12 +189,13 @@ def run_validation(frames: Callable[[], Iterable[Frame]], pipeline, options: Val
         held = held_samples.setdefault(condition.name, CalibrationSample(limit=60_000, seed=options.seed + 1))
         for position, frame in enumerate(tqdm(frames(), total=total, desc=f"validate {condition.name}",
                                               unit="frame", leave=False)):
+            source = None  # the segmenter's result on the source frame, when the road had to be predicted
             if position not in generator.roads:
                 known = frame.semantic is not None and frame.label_space == space.name
-                predicted = None if known else pipeline.process(frame.image).labels
-                generator.remember_road(position, _road_mask(frame, predicted, space))
+                source = None if known else pipeline.process(frame.image)
+                generator.remember_road(position, _road_mask(frame, None if known else source.labels, space))
             image, gt, semantic = generator.render(position, frame, condition)
-            out = pipeline.process(image)
+            out = source if source is not None and image is frame.image else pipeline.process(image)
             labelled = semantic is not None and frame.label_space == space.name
             accumulator.add(position, gt, out.scores, kept=out.native_scores,
                             predicted={name: out.labels for name in out.scores} if labelled else None,
