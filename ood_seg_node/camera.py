@@ -66,15 +66,19 @@ def ground_homography(previous: CameraView, current: CameraView, scale: tuple[fl
     return k_previous @ plane @ np.linalg.inv(k_current)
 
 
+def pixel_grid(shape: tuple[int, int]) -> np.ndarray:
+    """(h, w, 3) float64 homogeneous coordinates (u, v, 1) of every pixel of an (h, w) image."""
+    v, u = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
+    return np.stack([u, v, np.ones_like(u)], axis=-1)
+
+
 def ground_region(view: CameraView, shape: tuple[int, int], scale: tuple[float, float] = (1.0, 1.0), *,
                   max_range: float = 80.0) -> np.ndarray:
     """HxW bool: pixels whose ray meets the ground within ``max_range`` metres (the road area's hull).
 
     Far from the camera a pixel spans metres of road, so warping it by a ground homography would smear it.
     """
-    k_inverse = np.linalg.inv(intrinsic_matrix(view.intrinsics, scale))
-    v, u = np.mgrid[0:shape[0], 0:shape[1]].astype(np.float64)
-    rays = np.stack([u, v, np.ones_like(u)], axis=-1) @ k_inverse.T
+    rays = pixel_grid(shape) @ np.linalg.inv(intrinsic_matrix(view.intrinsics, scale)).T
     along = rays @ view.ground_normal
     with np.errstate(divide="ignore", invalid="ignore"):
         distance = np.where(along > 1e-6, view.height / along * np.linalg.norm(rays, axis=-1), np.inf)

@@ -34,7 +34,7 @@ from typing import Mapping
 import cv2
 import numpy as np
 
-from ood_seg_node.camera import CameraView, ground_homography, ground_region, intrinsic_matrix
+from ood_seg_node.camera import CameraView, ground_homography, ground_region, intrinsic_matrix, pixel_grid
 
 FUSION_MODES = ("none", "flow", "ground")
 MAX_FLOW_FRACTION = 0.25  # a median motion above this share of the width is a cut or a failed flow
@@ -48,6 +48,14 @@ class Correspondence:
     map_x: np.ndarray  # (h, w) float32 previous column of each current pixel
     map_y: np.ndarray  # (h, w) float32 previous row
     valid: np.ndarray  # (h, w) bool: the previous position is inside the frame (and, for ground, on the ground)
+
+    @classmethod
+    def inside(cls, map_x: np.ndarray, map_y: np.ndarray, valid: np.ndarray | bool = True) -> Correspondence:
+        """Previous positions (NaN where undefined) -> valid where ``valid`` and finite inside the frame."""
+        height, width = map_x.shape
+        valid = valid & np.isfinite(map_x) & np.isfinite(map_y) \
+            & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
+        return cls(np.nan_to_num(map_x).astype(np.float32), np.nan_to_num(map_y).astype(np.float32), valid)
 
     def warp(self, previous: np.ndarray) -> np.ndarray:
         """``previous`` (h, w) sampled at each current pixel's previous position (bilinear)."""
@@ -103,9 +111,7 @@ def flow_correspondence(current: np.ndarray, previous: np.ndarray,
     if float(np.median(np.hypot(flow[..., 0], flow[..., 1]))) > MAX_FLOW_FRACTION * width:
         return None
     u, v = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    map_x, map_y = u + flow[..., 0], v + flow[..., 1]
-    valid = (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-    return Correspondence(map_x, map_y, valid)
+    return Correspondence.inside(u + flow[..., 0], v + flow[..., 1])
 
 
 def ground_correspondence(previous: CameraView, current: CameraView, shape: tuple[int, int],
@@ -115,17 +121,12 @@ def ground_correspondence(previous: CameraView, current: CameraView, shape: tupl
     homography = ground_homography(previous, current, scale)
     if not np.isfinite(homography).all():
         return None
-    height, width = shape
-    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    mapped = np.stack([u, v, np.ones_like(u)], axis=-1) @ homography.T
+    mapped = pixel_grid(shape) @ homography.T
     with np.errstate(divide="ignore", invalid="ignore"):
         map_x = (mapped[..., 0] / mapped[..., 2]).astype(np.float32)
         map_y = (mapped[..., 1] / mapped[..., 2]).astype(np.float32)
-    on_ground = ground_region(current, shape, scale) & ground_region(previous, shape, scale) \
-        if previous.intrinsics != current.intrinsics else ground_region(current, shape, scale)
-    valid = on_ground & np.isfinite(map_x) & np.isfinite(map_y) & (mapped[..., 2] > 0) \
-        & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-    return Correspondence(np.nan_to_num(map_x), np.nan_to_num(map_y), valid)
+    # a ground point maps to the same ground point: on the ground in the current view is the condition
+    return Correspondence.inside(map_x, map_y, ground_region(current, shape, scale) & (mapped[..., 2] > 0))
 
 
 def depth_correspondence(previous: CameraView, current: CameraView, depth: np.ndarray,
@@ -138,22 +139,19 @@ def depth_correspondence(previous: CameraView, current: CameraView, depth: np.nd
     relatively behind what was seen there) is invalid.
     """
     height, width = depth.shape
-    u, v = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
-    rays = np.stack([u, v, np.ones_like(u)], axis=-1) @ np.linalg.inv(intrinsic_matrix(current.intrinsics)).T
+    rays = pixel_grid(depth.shape) @ np.linalg.inv(intrinsic_matrix(current.intrinsics)).T
     relative = np.linalg.inv(previous.pose) @ current.pose
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):  # sky: infinite depth, invalid below
         moved = (rays * depth[..., None]) @ relative[:3, :3].T + relative[:3, 3]
         projected = moved @ intrinsic_matrix(previous.intrinsics).T
-        map_x = (projected[..., 0] / projected[..., 2]).astype(np.float32)
-        map_y = (projected[..., 1] / projected[..., 2]).astype(np.float32)
-        valid = np.isfinite(depth) & (depth > 0) & (moved[..., 2] > 0) & np.isfinite(map_x) & np.isfinite(map_y) \
-            & (map_x >= 0) & (map_x <= width - 1) & (map_y >= 0) & (map_y <= height - 1)
-    map_x, map_y = np.nan_to_num(map_x), np.nan_to_num(map_y)
+        found = Correspondence.inside((projected[..., 0] / projected[..., 2]).astype(np.float32),
+                                      (projected[..., 1] / projected[..., 2]).astype(np.float32),
+                                      np.isfinite(depth) & (depth > 0) & (moved[..., 2] > 0))
     if previous_depth is not None:
-        seen = previous_depth[np.clip(np.rint(map_y).astype(int), 0, height - 1),
-                              np.clip(np.rint(map_x).astype(int), 0, width - 1)]
-        valid &= moved[..., 2] <= seen * (1.0 + tolerance) + 0.1
-    return Correspondence(map_x, map_y, valid)
+        seen = previous_depth[np.clip(np.rint(found.map_y).astype(int), 0, height - 1),
+                              np.clip(np.rint(found.map_x).astype(int), 0, width - 1)]
+        found.valid &= moved[..., 2] <= seen * (1.0 + tolerance) + 0.1
+    return found
 
 
 def _jump(previous: CameraView, current: CameraView) -> str:
